@@ -1,0 +1,73 @@
+"""``auto``: choose the fastest backend that can serve a call, and say why."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from qkv.attention.call import AttentionCall
+from qkv.attention.registry import all_backends, get_backend
+
+logger = logging.getLogger("qkv.attention")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendChoice:
+    """Which backend serves a call and why; ``refused`` maps each skipped backend to its reason."""
+
+    backend: str
+    reason: str
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"{self.backend}: {self.reason}"]
+        lines += [f"  not {name}: {why}" for name, why in self.refused.items()]
+        return "\n".join(lines)
+
+
+def preference(call: AttentionCall) -> list[tuple[str, str]]:
+    """Backends in order of expected speed for this call, each with the reason it is preferred.
+
+    The order comes from benchmarks/attention.py measurements (see benchmarks/results/).
+    """
+    order: list[tuple[str, str]] = []
+    if call.q.device.type == "cuda":
+        order.append(("triton", "fused Triton kernel, fastest measured on CUDA for this call"))
+    order.append(("sdpa", "PyTorch's fused scaled_dot_product_attention serves this call"))
+    if call.need_weights:
+        order.append(("reference", "attention weights requested; reference computes them"))
+    small = call.q_len * call.k_len <= SMALL_PROBLEM
+    if small:
+        order.append(("reference", f"small problem (Nq·Nk ≤ {SMALL_PROBLEM}): one matmul wins"))
+    order.append(("tiled", "blockwise online softmax: every variant with O(N) memory"))
+    order.append(("reference", "fallback"))
+    return order
+
+
+# Nq·Nk up to which the one-shot reference beats the blockwise loop on CPU (measured).
+SMALL_PROBLEM = 128 * 128
+
+
+def choose(call: AttentionCall, backend: str = "auto") -> BackendChoice:
+    """Pick the backend for ``call``; a named backend that cannot serve it raises ValueError."""
+    if backend != "auto":
+        chosen = get_backend(backend)
+        reason = chosen.refusal(call)
+        if reason is not None:
+            raise ValueError(
+                f"attention backend {backend!r} cannot serve this call "
+                f"({call.describe()}): {reason}; use backend='auto' or another backend"
+            )
+        return BackendChoice(backend=backend, reason="requested by name")
+    backends = all_backends()
+    refused: dict[str, str] = {}
+    for name, why in preference(call):
+        if name not in backends or name in refused:
+            continue
+        reason = backends[name].refusal(call)
+        if reason is None:
+            choice = BackendChoice(backend=name, reason=why, refused=refused)
+            logger.debug("qkv.attention: %s -> %s (%s)", call.describe(), name, why)
+            return choice
+        refused[name] = reason
+    raise AssertionError("reference serves every call")  # pragma: no cover
