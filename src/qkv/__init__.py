@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it, imported on first access.
 _LAZY = {
+    "alibi_slopes": "qkv.attention.alibi",
     "load": "qkv.io",
     "save": "qkv.io",
     "load_tokenizer": "qkv.io",
