@@ -229,6 +229,29 @@ def capture(model: Any, tokenizer: Any, text: str, *, model_name: str | None = N
     ids = _encode(tokenizer, text)
     if not ids:
         raise ValueError(f"the tokenizer produced no tokens for {text!r}")
+    special_ids = _special_ids(tokenizer)
+    return capture_ids(
+        model,
+        ids,
+        tokens=token_strings(tokenizer, ids),
+        special=[i in special_ids for i in ids],
+        model_name=model_name,
+    )
+
+
+def capture_ids(
+    model: Any,
+    input_ids: Tensor | list[int],
+    *,
+    tokens: list[str] | None = None,
+    special: list[bool] | None = None,
+    model_name: str | None = None,
+) -> Capture:
+    """Like :func:`capture` for token ids without a tokenizer (synthetic tasks).
+
+    ``tokens`` defaults to the ids as strings, ``special`` to all False.
+    """
+    ids = _as_batch(input_ids)
     records = record(model, ids)
     heads = records[0].weights.shape[1]
 
@@ -241,11 +264,11 @@ def capture(model: Any, tokenizer: Any, text: str, *, model_name: str | None = N
             parts.append(tensor[0].float().cpu())  # (H, T, D)
         return torch.stack(parts)  # (L, H, T, D)
 
-    special_ids = _special_ids(tokenizer)
+    id_list = ids[0].tolist()
     name = model_name or getattr(model, "name", None) or type(model).__name__
     return Capture(
-        tokens=token_strings(tokenizer, ids),
-        special=[i in special_ids for i in ids],
+        tokens=list(tokens) if tokens is not None else [str(i) for i in id_list],
+        special=list(special) if special is not None else [False] * len(id_list),
         weights=stack("weights"),
         queries=stack("q"),
         keys=stack("k"),

@@ -1,0 +1,373 @@
+/* qkv attention viewer. Reads the JSON embedded in #qkv-data; never touches the network.
+ *
+ * Token strings only ever reach the page through textContent, setAttribute or canvas fillText,
+ * never through innerHTML, so a token such as "</script><img onerror=...>" stays text.
+ * Arrays arrive as base64 little-endian float32 in C order (exact: the formula panel checks
+ * the model's own numbers, not rounded copies).
+ */
+(function () {
+  "use strict";
+
+  const data = JSON.parse(document.getElementById("qkv-data").textContent);
+  const L = data.num_layers, H = data.num_heads, T = data.num_tokens;
+  const DK = data.head_dim, DV = data.value_dim;
+  const tokens = data.tokens, special = data.special;
+  const CHECK_TOLERANCE = data.check_tolerance;
+
+  function decode(entry) {
+    const raw = atob(entry.data);
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    const array = new Float32Array(bytes.buffer);
+    const expected = entry.shape.reduce((a, b) => a * b, 1);
+    if (array.length !== expected) throw new Error("qkv viewer: corrupt embedded array");
+    return array;
+  }
+  const W = decode(data.weights);        // (L, H, T, T)
+  const Q = decode(data.queries);        // (L, H, T, DK)
+  const K = decode(data.keys);           // (L, H, T, DK)
+  const V = decode(data.values);         // (L, H, T, DV)
+  const Z = decode(data.head_outputs);   // (L, H, T, DV)
+
+  const state = { layer: 0, head: 0, mode: "show", query: null };
+  const $ = (id) => document.getElementById(id);
+  const SVG_NS = $("lines").namespaceURI;  // the HTML parser put the inline <svg> there
+
+  function row(array, dim, l, h, t) {
+    const start = ((l * H + h) * T + t) * dim;
+    return array.subarray(start, start + dim);
+  }
+  function fmt(x) {
+    if (x === -Infinity) return "−∞";
+    if (x === 0) return "0";
+    return Math.abs(x) >= 1e-3 && Math.abs(x) < 1e5 ? x.toPrecision(4) : x.toExponential(3);
+  }
+  function shortToken(s, n) {
+    const shown = s.replace(/\n/g, "⏎").replace(/\t/g, "⇥");
+    return shown.length > n ? shown.slice(0, n - 1) + "…" : shown;
+  }
+  function fmtVector(v, n) {
+    const parts = Array.from(v.slice(0, n), fmt);
+    return "[" + parts.join(", ") + (v.length > n ? ", … (" + v.length + " dims)" : "") + "]";
+  }
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text;
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  // ---- which tokens are shown, and the weights as displayed -------------------------------
+  function visibleTokens() {
+    const all = tokens.map((_, i) => i);
+    if (state.mode !== "hide") return all;
+    const kept = all.filter((i) => !special[i]);
+    return kept.length ? kept : all;
+  }
+  // Displayed matrix over the visible tokens: (n, n). In "hide" mode each row is renormalised
+  // over the kept keys, i.e. the distribution conditioned on not attending to special tokens.
+  function displayed(l, h) {
+    const idx = visibleTokens(), n = idx.length;
+    const vals = new Float64Array(n * n);
+    for (let r = 0; r < n; r++) {
+      const wrow = row(W, T, l, h, idx[r]);
+      let total = 0;
+      for (let c = 0; c < n; c++) { vals[r * n + c] = wrow[idx[c]]; total += wrow[idx[c]]; }
+      if (state.mode === "hide" && total > 0) for (let c = 0; c < n; c++) vals[r * n + c] /= total;
+    }
+    return { idx, n, vals };
+  }
+  function colour(v) {  // 0 -> white, 1 -> dark blue
+    const t = Math.max(0, Math.min(1, v));
+    return [Math.round(255 - t * 247), Math.round(255 - t * 207), Math.round(255 - t * 148)];
+  }
+
+  // ---- heatmap ------------------------------------------------------------------------------
+  const heat = { cell: 1, margin: 0, mat: null };
+  function drawHeatmap() {
+    const mat = displayed(state.layer, state.head);
+    heat.mat = mat;
+    const canvas = $("heatmap"), ctx = canvas.getContext("2d");
+    const cell = Math.max(3, Math.min(28, Math.floor(480 / mat.n)));
+    const labels = cell >= 9;
+    ctx.font = "11px ui-monospace, monospace";
+    let margin = 4;
+    if (labels) for (const i of mat.idx) margin = Math.max(margin, ctx.measureText(shortToken(tokens[i], 14)).width + 8);
+    margin = Math.ceil(margin);
+    heat.cell = cell; heat.margin = margin;
+    const size = margin + mat.n * cell, ratio = window.devicePixelRatio || 1;
+    canvas.width = size * ratio; canvas.height = size * ratio;
+    canvas.style.width = size + "px"; canvas.style.height = size + "px";
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, size, size);
+    for (let r = 0; r < mat.n; r++) {
+      for (let c = 0; c < mat.n; c++) {
+        const [red, green, blue] = colour(mat.vals[r * mat.n + c]);
+        ctx.fillStyle = "rgb(" + red + "," + green + "," + blue + ")";
+        ctx.fillRect(margin + c * cell, margin + r * cell, cell, cell);
+        if (state.mode === "grey" && (special[mat.idx[r]] || special[mat.idx[c]])) {
+          ctx.fillStyle = "rgba(150,150,150,0.6)";
+          ctx.fillRect(margin + c * cell, margin + r * cell, cell, cell);
+        }
+      }
+    }
+    if (labels) {
+      ctx.font = "11px ui-monospace, monospace";
+      ctx.textBaseline = "middle";
+      mat.idx.forEach((i, r) => {
+        ctx.fillStyle = special[i] ? "#8a939c" : "#1b1f24";
+        ctx.textAlign = "right";
+        ctx.fillText(shortToken(tokens[i], 14), margin - 4, margin + (r + 0.5) * cell);
+        ctx.save();
+        ctx.translate(margin + (r + 0.5) * cell, margin - 4);
+        ctx.rotate(-Math.PI / 2);
+        ctx.textAlign = "left";
+        ctx.fillText(shortToken(tokens[i], 14), 0, 0);
+        ctx.restore();
+      });
+    }
+    const selected = mat.idx.indexOf(state.query);
+    if (selected >= 0) {
+      ctx.strokeStyle = "#c0392b"; ctx.lineWidth = 2;
+      ctx.strokeRect(margin + 1, margin + selected * cell + 1, mat.n * cell - 2, cell - 2);
+    }
+  }
+  function cellAt(event) {
+    const box = $("heatmap").getBoundingClientRect();
+    const c = Math.floor((event.clientX - box.left - heat.margin) / heat.cell);
+    const r = Math.floor((event.clientY - box.top - heat.margin) / heat.cell);
+    if (!heat.mat || r < 0 || c < 0 || r >= heat.mat.n || c >= heat.mat.n) return null;
+    return { r, c, i: heat.mat.idx[r], j: heat.mat.idx[c] };
+  }
+  function describeCell(hit) {
+    const v = heat.mat.vals[hit.r * heat.mat.n + hit.c];
+    let text = "q[" + hit.i + "] " + JSON.stringify(tokens[hit.i]) + " → k[" + hit.j + "] " +
+      JSON.stringify(tokens[hit.j]) + ": " + fmt(v);
+    if (state.mode === "hide") text += " (renormalised; model: " + fmt(row(W, T, state.layer, state.head, hit.i)[hit.j]) + ")";
+    return text;
+  }
+  $("heatmap").addEventListener("mousemove", (event) => {
+    const hit = cellAt(event), tip = $("heatmap-tooltip");
+    if (!hit) { tip.hidden = true; return; }
+    const text = describeCell(hit);
+    tip.textContent = text; $("heatmap-readout").textContent = text;
+    tip.hidden = false;
+    const box = $("heatmap").getBoundingClientRect();
+    tip.style.left = (event.clientX - box.left + 12) + "px";
+    tip.style.top = (event.clientY - box.top + 12) + "px";
+  });
+  $("heatmap").addEventListener("mouseleave", () => { $("heatmap-tooltip").hidden = true; });
+  $("heatmap").addEventListener("click", (event) => {
+    const hit = cellAt(event);
+    if (hit) selectQuery(hit.i);
+  });
+
+  // ---- token-to-token lines -----------------------------------------------------------------
+  const LINE = { step: 18, left: 150, right: 290, pad: 14 };
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const key in attrs) node.setAttribute(key, attrs[key]);
+    return node;
+  }
+  function drawLines(focus) {
+    const root = $("lines"), mat = displayed(state.layer, state.head);
+    while (root.firstChild) root.removeChild(root.firstChild);
+    root.setAttribute("width", LINE.right + 150);
+    root.setAttribute("height", LINE.pad * 2 + mat.n * LINE.step);
+    const y = (r) => LINE.pad + (r + 0.5) * LINE.step;
+    const group = svg("g", {}), bars = svg("g", {});
+    root.appendChild(bars); root.appendChild(group);
+    for (let r = 0; r < mat.n; r++) {
+      for (let c = 0; c < mat.n; c++) {
+        const v = mat.vals[r * mat.n + c];
+        const shown = focus ? (focus.side === "q" ? r === focus.r : c === focus.r) : v >= 0.02;
+        if (!shown || v <= 0) continue;
+        group.appendChild(svg("line", {
+          x1: LINE.left + 6, y1: y(r), x2: LINE.right - 6, y2: y(c), stroke: "#08306b",
+          "stroke-width": focus ? 1 + 3 * v : 1.5, "stroke-opacity": focus ? Math.max(0.08, v) : 0.6 * v,
+        }));
+      }
+    }
+    mat.idx.forEach((i, r) => {
+      for (const side of ["q", "k"]) {
+        const text = svg("text", {
+          x: side === "q" ? LINE.left : LINE.right, y: y(r), "dominant-baseline": "middle",
+          "text-anchor": side === "q" ? "end" : "start", "data-index": i,
+          class: "tok tok-" + side + (special[i] ? " special" : "") + (side === "q" && i === state.query ? " selected" : ""),
+        });
+        text.textContent = shortToken(tokens[i], 16);
+        const title = svg("title", {});
+        title.textContent = (side === "q" ? "query " : "key ") + i + ": " + tokens[i];
+        text.appendChild(title);
+        text.addEventListener("mouseenter", () => hoverToken(side, r));
+        text.addEventListener("mouseleave", () => hoverToken(null, 0));
+        if (side === "q") text.addEventListener("click", () => selectQuery(i));
+        root.appendChild(text);
+        if (focus && focus.side !== side) {  // bar: how much weight this token gets / gives
+          const v = focus.side === "q" ? mat.vals[focus.r * mat.n + r] : mat.vals[r * mat.n + focus.r];
+          const x = side === "q" ? LINE.left - 148 : LINE.right + 140 - 60 * v;
+          bars.appendChild(svg("rect", { x, y: y(r) - 6, width: Math.max(0.5, 60 * v), height: 12, class: "bar", "fill-opacity": 0.25 }));
+        }
+      }
+    });
+  }
+  function hoverToken(side, r) {
+    if (side === null) { drawLines(null); $("lines-readout").textContent = "Left: queries. Right: keys. Line opacity is the weight."; return; }
+    drawLines({ side, r });
+    const mat = displayed(state.layer, state.head), i = mat.idx[r];
+    let best = 0;
+    for (let o = 1; o < mat.n; o++) {
+      const v = side === "q" ? mat.vals[r * mat.n + o] : mat.vals[o * mat.n + r];
+      const b = side === "q" ? mat.vals[r * mat.n + best] : mat.vals[best * mat.n + r];
+      if (v > b) best = o;
+    }
+    const bestValue = side === "q" ? mat.vals[r * mat.n + best] : mat.vals[best * mat.n + r];
+    $("lines-readout").textContent = side === "q"
+      ? "query " + i + " " + JSON.stringify(tokens[i]) + " attends most to key " + mat.idx[best] + " " + JSON.stringify(tokens[mat.idx[best]]) + " (" + fmt(bestValue) + ")"
+      : "key " + i + " " + JSON.stringify(tokens[i]) + " is attended most by query " + mat.idx[best] + " " + JSON.stringify(tokens[mat.idx[best]]) + " (" + fmt(bestValue) + ")";
+  }
+
+  // ---- layers x heads overview ----------------------------------------------------------------
+  function drawOverview() {
+    const root = $("overview");
+    while (root.firstChild) root.removeChild(root.firstChild);
+    root.style.gridTemplateColumns = "32px repeat(" + H + ", 60px)";
+    root.appendChild(el("div", "", "axis"));
+    for (let h = 0; h < H; h++) root.appendChild(el("div", "H" + h, "axis"));
+    for (let l = 0; l < L; l++) {
+      root.appendChild(el("div", "L" + l, "axis"));
+      for (let h = 0; h < H; h++) {
+        const mat = displayed(l, h);
+        const small = document.createElement("canvas");
+        small.width = mat.n; small.height = mat.n;
+        const image = small.getContext("2d").createImageData(mat.n, mat.n);
+        for (let p = 0; p < mat.n * mat.n; p++) {
+          const [red, green, blue] = colour(mat.vals[p]);
+          image.data.set([red, green, blue, 255], p * 4);
+        }
+        small.getContext("2d").putImageData(image, 0, 0);
+        const tile = document.createElement("canvas");
+        tile.width = 56; tile.height = 56;
+        const ctx = tile.getContext("2d");
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(small, 0, 0, 56, 56);
+        tile.dataset.layer = l; tile.dataset.head = h;
+        tile.title = "layer " + l + ", head " + h;
+        if (l === state.layer && h === state.head) tile.className = "current";
+        tile.addEventListener("click", () => select(l, h));
+        root.appendChild(tile);
+      }
+    }
+  }
+
+  // ---- the formula panel: softmax(q·k / sqrt(d_k)) v for one query, recomputed here ---------
+  function drawFormula() {
+    const root = $("formula");
+    while (root.firstChild) root.removeChild(root.firstChild);
+    const i = state.query;
+    if (i === null) {
+      root.appendChild(el("p", "Click a query token (a heatmap row or a token on the left of the lines view).", "muted"));
+      return;
+    }
+    const l = state.layer, h = state.head, q = row(Q, DK, l, h, i);
+    const scores = [], logits = [];
+    for (let j = 0; j < T; j++) {
+      const k = row(K, DK, l, h, j);
+      let dot = 0;
+      for (let d = 0; d < DK; d++) dot += q[d] * k[d];
+      scores.push(dot);
+      logits.push(data.causal && j > i ? -Infinity : dot * data.scale);
+    }
+    const top = Math.max(...logits);
+    const exps = logits.map((s) => (s === -Infinity ? 0 : Math.exp(s - top)));
+    const total = exps.reduce((a, b) => a + b, 0);
+    const probs = exps.map((e) => e / total);
+    const z = new Float64Array(DV);
+    const weighted = probs.map((p, j) => {
+      const v = row(V, DV, l, h, j), out = new Float64Array(DV);
+      for (let d = 0; d < DV; d++) { out[d] = p * v[d]; z[d] += out[d]; }
+      return out;
+    });
+    const model = row(Z, DV, l, h, i), modelW = row(W, T, l, h, i);
+    let diffZ = 0, diffW = 0;
+    for (let d = 0; d < DV; d++) diffZ = Math.max(diffZ, Math.abs(z[d] - model[d]));
+    for (let j = 0; j < T; j++) diffW = Math.max(diffW, Math.abs(probs[j] - modelW[j]));
+
+    const scaleIsStandard = Math.abs(data.scale - 1 / Math.sqrt(DK)) < 1e-6 * data.scale;
+    const scaleNote = scaleIsStandard
+      ? "1/√d_k = 1/√" + DK + " = " + fmt(data.scale) : "scale = " + fmt(data.scale) + " (the model's; 1/√d_k would be " + fmt(1 / Math.sqrt(DK)) + ")";
+    root.appendChild(el("p", "Layer " + l + ", head " + h + ", query token " + i + " " + JSON.stringify(tokens[i]) +
+      ". " + (data.causal ? "Causal: keys after the query are masked (−∞)." : "Not causal: every key is visible.") +
+      " Computed here from the embedded q, k, v over all " + T + " tokens (special ones included, as in the model)."));
+    root.appendChild(el("div", "q_" + i + " = " + fmtVector(q, 6), "vector"));
+
+    const table = el("table"), head = el("tr");
+    for (const name of ["j", "token", "k_j", "q·k_j", scaleIsStandard ? "× 1/√d_k" : "× scale", "mask",
+      "exp(s_j − max)", "softmax a_j", "a_j · v_j"]) head.appendChild(el("th", name));
+    table.appendChild(head);
+    const best = probs.indexOf(Math.max(...probs));
+    for (let j = 0; j < T; j++) {
+      const tr = el("tr");
+      const masked = logits[j] === -Infinity;
+      tr.className = (masked ? "masked " : "") + (special[j] ? "special " : "") + (j === best ? "top" : "");
+      const cells = [String(j), shortToken(tokens[j], 16), fmtVector(row(K, DK, l, h, j), 3), fmt(scores[j]),
+        masked ? "—" : fmt(scores[j] * data.scale), masked ? "−∞" : "0", fmt(exps[j]), fmt(probs[j]),
+        fmtVector(weighted[j], 3)];
+      cells.forEach((text, c) => tr.appendChild(el("td", text, c === 1 ? "tok" : "")));
+      tr.children[1].title = tokens[j];
+      table.appendChild(tr);
+    }
+    root.appendChild(table);
+    root.appendChild(el("div", scaleNote + "; max over j of the scaled score = " + fmt(top) +
+      "; Σ_j exp(s_j − max) = " + fmt(total) + "; a_j = exp(s_j − max) / Σ", "vector"));
+    root.appendChild(el("div", "z_" + i + " = Σ_j a_j · v_j = " + fmtVector(z, 6), "vector"));
+    root.appendChild(el("div", "z_" + i + " from the model  = " + fmtVector(model, 6), "vector"));
+    const ok = diffZ < CHECK_TOLERANCE && diffW < CHECK_TOLERANCE;
+    const check = el("div", "check: max |z − z_model| = " + diffZ.toExponential(2) + ", max |a − a_model| = " +
+      diffW.toExponential(2) + (ok ? "  ✓ (< " + CHECK_TOLERANCE + ")" : "  ✗ (tolerance " + CHECK_TOLERANCE + ")"),
+    "check " + (ok ? "ok" : "bad"));
+    check.id = "formula-check";
+    check.dataset.maxAbsDiff = String(diffZ);
+    check.dataset.maxAbsDiffWeights = String(diffW);
+    root.appendChild(check);
+  }
+
+  // ---- state changes ---------------------------------------------------------------------------
+  function redraw() {
+    $("layer-select").value = String(state.layer);
+    $("head-select").value = String(state.head);
+    drawHeatmap(); drawLines(null); drawFormula();
+    document.querySelectorAll("#overview canvas").forEach((tile) => {
+      tile.className = Number(tile.dataset.layer) === state.layer && Number(tile.dataset.head) === state.head ? "current" : "";
+    });
+  }
+  function select(l, h) { state.layer = l; state.head = h; redraw(); }
+  function selectQuery(i) { state.query = i; redraw(); }
+
+  function init() {
+    const summary = (data.model_name ? data.model_name + " · " : "") + L + " layers × " + H + " heads · " + T +
+      " tokens · d_k = " + DK + (data.causal ? " · causal" : " · bidirectional");
+    $("summary").textContent = summary;
+    for (let l = 0; l < L; l++) $("layer-select").appendChild(Object.assign(el("option", String(l)), { value: String(l) }));
+    for (let h = 0; h < H; h++) $("head-select").appendChild(Object.assign(el("option", String(h)), { value: String(h) }));
+    $("layer-select").addEventListener("change", (e) => select(Number(e.target.value), state.head));
+    $("head-select").addEventListener("change", (e) => select(state.layer, Number(e.target.value)));
+    $("special-mode").addEventListener("change", (e) => {
+      state.mode = e.target.value;
+      $("special-note").textContent = state.mode === "hide"
+        ? "Special tokens removed; each row rescaled to sum to 1 over the rest (the formula panel still shows the model's full softmax)."
+        : state.mode === "grey" ? "Rows and columns of special tokens greyed; weights unchanged." : "";
+      drawOverview(); redraw();
+    });
+    const bar = $("legend-bar").getContext("2d");
+    for (let x = 0; x < 160; x++) {
+      const [red, green, blue] = colour(x / 159);
+      bar.fillStyle = "rgb(" + red + "," + green + "," + blue + ")";
+      bar.fillRect(x, 0, 1, 10);
+    }
+    if (!special.some(Boolean)) $("special-mode").disabled = true;
+    drawOverview(); redraw();
+    document.body.dataset.ready = "true";
+  }
+  init();
+})();
