@@ -1,0 +1,7 @@
+"""Checkpoint and ecosystem I/O: ``qkv.load`` / ``qkv.save`` (qkv and Hugging Face formats),
+``qkv.load_tokenizer`` and pretrained models shipped as pip packages."""
+
+from qkv.io.pretrained import KNOWN, pretrained, pretrained_path
+from qkv.io.tokenizer import Tokenizer, load_tokenizer
+
+__all__ = ["KNOWN", "Tokenizer", "load_tokenizer", "pretrained", "pretrained_path"]

@@ -1,0 +1,191 @@
+"""Reading and writing weight files safely: atomic writes, and reads that turn a truncated or
+corrupt ``model.safetensors`` / ``pytorch_model.bin`` into a ValueError naming the file (and
+the tensor, where one is to blame) instead of a crash deep inside a parser.
+
+The safetensors layout checked here: 8 bytes little-endian header length N, N bytes of JSON
+header ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``,
+then the data section whose size must equal the largest ``end``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+# Bytes per element for each safetensors dtype name.
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+    "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
+}  # fmt: skip
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+
+    A crash or an exception leaves ``path`` as it was (the old file, or nothing), never half a
+    file. The directory is fsynced too, so the rename itself survives a power cut.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: object) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_safetensors(
+    tensors: dict[str, Tensor], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``tensors`` to a safetensors file atomically (each tensor made contiguous)."""
+    from safetensors.torch import save_file
+
+    flat = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    write_atomic(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON object from ``path``; a missing or invalid file raises naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); the file is corrupt") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_safetensors(path: Path) -> dict[str, dict]:
+    """Validate the header and size of a safetensors file; return its tensor entries.
+
+    Raises ValueError naming ``path`` (and the first tensor whose bytes are missing) when the
+    file is truncated or its header is corrupt.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise ValueError(
+                f"{path} is truncated: {size} bytes, too short for a safetensors header; "
+                "re-save or re-download the weights"
+            )
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > size - 8:
+            raise ValueError(
+                f"{path} is truncated or not a safetensors file: header says {header_len} "
+                f"header bytes but the file has {size} bytes; re-save or re-download the weights"
+            )
+        try:
+            header = json.loads(file.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(
+                f"{path} has a corrupt safetensors header (not JSON); "
+                "re-save or re-download the weights"
+            ) from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} has a corrupt safetensors header (not a JSON object)")
+    header.pop("__metadata__", None)
+    data_size = size - 8 - header_len
+    for name, entry in sorted(header.items(), key=lambda item: _end(item[1])):
+        try:
+            begin, end = entry["data_offsets"]
+            count = 1
+            for dim in entry["shape"]:
+                count *= int(dim)
+            nbytes = count * _DTYPE_BYTES[entry["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"{path}: corrupt safetensors header entry for tensor {name!r}: {entry!r}"
+            ) from None
+        if end - begin != nbytes:
+            raise ValueError(
+                f"{path}: tensor {name!r} of shape {entry['shape']} ({entry['dtype']}) needs "
+                f"{nbytes} bytes but its header gives {end - begin}; the file is corrupt"
+            )
+        if end > data_size:
+            raise ValueError(
+                f"{path} is truncated: tensor {name!r} needs bytes {begin}..{end} of the data "
+                f"section but only {data_size} are present; re-save or re-download the weights"
+            )
+    return header
+
+
+def _end(entry: object) -> int:
+    try:
+        return int(entry["data_offsets"][1])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return -1
+
+
+def read_weights(path: Path) -> dict[str, Tensor]:
+    """Read every tensor of a ``.safetensors`` or ``.bin`` (torch zip) file, validated.
+
+    Raises FileNotFoundError when ``path`` is missing and ValueError naming the file when it is
+    truncated or corrupt.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        check_safetensors(path)
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as error:  # safetensors raises its own SafetensorError
+            raise ValueError(f"{path} could not be read as safetensors: {error}") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # zip/pickle errors come in many types
+        raise ValueError(
+            f"{path} could not be read as a PyTorch weights file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); it is truncated or corrupt, "
+            "re-save or re-download it"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(t, Tensor) for t in state.values()):
+        raise ValueError(f"{path} does not hold a dict of tensors (a state dict)")
+    return dict(state)
