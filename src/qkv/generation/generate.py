@@ -1,0 +1,211 @@
+"""Autoregressive generation with a static KV cache: prefill the prompt once, then one token
+per step.
+
+The cache holds (B, Hkv, max_len, D) buffers per layer, written in place; a left-padded
+batch carries its padding mask in one preallocated (B, max_len) buffer and each row's
+positions are counted from its own first real token, so a padded batch produces what each
+prompt would alone. The decode step has a single query per row, which is not causal-masked,
+so the attention kernel sees just a length-limited view of the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from qkv.generation.sampling import check_sampling, sample_next
+
+
+def _check_inputs(
+    model: nn.Module,
+    input_ids: Tensor,
+    max_new_tokens: int,
+    attention_mask: Tensor | None,
+    eos_token_id: int | None,
+) -> int:
+    if not hasattr(model, "make_cache") or not hasattr(model, "config"):
+        raise ValueError(
+            f"generate needs a decoder with a KV cache such as qkv.models.GPT, got "
+            f"{type(model).__name__}"
+        )
+    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids)
+        raise ValueError(
+            f"input_ids must be a (batch, seq) integer tensor, got {shape}; add a batch dim "
+            "with .unsqueeze(0)"
+        )
+    if input_ids.dtype not in (torch.int64, torch.int32) or input_ids.shape[1] == 0:
+        raise ValueError(
+            f"input_ids must be a non-empty integer tensor, got {input_ids.dtype} of shape "
+            f"{tuple(input_ids.shape)}"
+        )
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    context = model.config.n_positions
+    total = input_ids.shape[1] + max_new_tokens
+    if total > context:
+        raise ValueError(
+            f"prompt of {input_ids.shape[1]} tokens + max_new_tokens={max_new_tokens} = {total} "
+            f"exceeds the model's context of {context} positions (n_positions); lower "
+            f"max_new_tokens to at most {max(context - input_ids.shape[1], 0)} or shorten the "
+            "prompt"
+        )
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got "
+            f"{tuple(attention_mask.shape)}"
+        )
+    vocab = model.config.vocab_size
+    if eos_token_id is not None and not (
+        isinstance(eos_token_id, int) and 0 <= eos_token_id < vocab
+    ):
+        raise ValueError(f"eos_token_id must be an int in [0, {vocab}), got {eos_token_id!r}")
+    return total
+
+
+@torch.inference_mode()
+def generate_stream(
+    model: nn.Module,
+    input_ids: Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token_id: int | None = None,
+    seed: int | None = None,
+    attention_mask: Tensor | None = None,
+) -> Iterator[Tensor]:
+    """Yield the next token of every row, (B,) int64, step by step (see :func:`generate`).
+
+    Example::
+
+        >>> for token in qkv.generate_stream(model, ids, max_new_tokens=20, temperature=0):
+        ...     print(tokenizer.decode(token.tolist()), end="")
+    """
+    check_sampling(temperature, top_k, top_p)
+    max_len = _check_inputs(model, input_ids, max_new_tokens, attention_mask, eos_token_id)
+    was_training = model.training
+    model.eval()
+    try:
+        yield from _decode(
+            model,
+            input_ids.long(),
+            max_len=max_len,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            eos_token_id=eos_token_id,
+            seed=seed,
+            attention_mask=attention_mask,
+        )
+    finally:
+        model.train(was_training)
+
+
+def _decode(
+    model: nn.Module,
+    input_ids: Tensor,
+    *,
+    max_len: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    eos_token_id: int | None,
+    seed: int | None,
+    attention_mask: Tensor | None,
+) -> Iterator[Tensor]:
+    batch, prompt_len = input_ids.shape
+    device = input_ids.device
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+    cache = model.make_cache(batch_size=batch, max_len=max_len)
+
+    # Padding: a (B, max_len) mask buffer, views of which each step passes; None when the
+    # batch has no padding so the kernel gets no mask at all (the fast path).
+    mask_buffer = None
+    if attention_mask is not None and not bool(attention_mask.bool().all()):
+        mask_buffer = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        mask_buffer[:, :prompt_len] = attention_mask.bool()
+        positions = (mask_buffer[:, :prompt_len].long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+    else:
+        positions = torch.arange(prompt_len, device=device).expand(batch, prompt_len)
+
+    logits = model(
+        input_ids,
+        attention_mask=None if mask_buffer is None else mask_buffer[:, :prompt_len],
+        position_ids=positions,
+        cache=cache,
+        last_only=True,
+    )[:, -1]  # (B, V)
+    next_position = positions[:, -1:] + 1  # (B, 1)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    for step in range(max_new_tokens):
+        token = sample_next(
+            logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+        )
+        if eos_token_id is not None:
+            token = token.masked_fill(done, eos_token_id)  # finished rows are padded with eos
+            done |= token == eos_token_id
+        yield token
+        if step + 1 == max_new_tokens or (eos_token_id is not None and bool(done.all())):
+            return
+        length = prompt_len + step + 1
+        logits = model(
+            token[:, None],
+            attention_mask=None if mask_buffer is None else mask_buffer[:, :length],
+            position_ids=next_position,
+            cache=cache,
+            last_only=True,
+        )[:, -1]  # (B, V)
+        next_position = next_position + 1
+
+
+def generate(
+    model: nn.Module,
+    input_ids: Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token_id: int | None = None,
+    seed: int | None = None,
+    attention_mask: Tensor | None = None,
+) -> Tensor:
+    """Continue each prompt: input_ids (B, T) -> (B, T + new) int64 with new <= max_new_tokens.
+
+    ``temperature=0`` is greedy; otherwise logits / temperature are filtered by ``top_k`` and
+    ``top_p`` and sampled from a generator seeded with ``seed`` (None: torch's global RNG).
+    ``attention_mask`` (B, T) marks real tokens with 1 and LEFT padding with 0; positions
+    are counted from each row's first real token, so a padded batch equals each prompt run
+    alone. A row that emits ``eos_token_id`` is padded with it afterwards, and generation
+    stops early once every row has. T + max_new_tokens must fit the model's context
+    (``config.n_positions``), else ValueError.
+
+    Example::
+
+        >>> out = qkv.generate(model, ids, max_new_tokens=50, temperature=0.8, top_k=40, seed=0)
+    """
+    tokens = list(
+        generate_stream(
+            model,
+            input_ids,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            eos_token_id=eos_token_id,
+            seed=seed,
+            attention_mask=attention_mask,
+        )
+    )
+    return torch.cat([input_ids.long(), torch.stack(tokens, dim=1)], dim=1)

@@ -1,0 +1,66 @@
+"""Choosing the next token from logits: greedy, temperature, top-k and top-p (nucleus).
+
+Sampling uses the exponential-race trick (argmax of p / E with E ~ Exp(1) is a draw from p),
+so it needs no ``torch.multinomial`` and no host sync, and is reproducible from a
+``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """ValueError for a bad temperature / top_k / top_p, naming the value and the range."""
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(
+            f"temperature must be >= 0 (0 = greedy), got {temperature!r}; use 0 for greedy "
+            "decoding or a positive value such as 0.8"
+        )
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1
+    ):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+def filter_logits(logits: Tensor, *, top_k: int | None, top_p: float | None) -> Tensor:
+    """Set logits outside the top-k and outside the top-p nucleus to -inf. logits (B, V).
+
+    top-p keeps the smallest set of most likely tokens whose probability reaches p (the most
+    likely token is always kept).
+    """
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+        probs = torch.softmax(sorted_logits.float(), dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # probability mass ahead of each token
+        drop_sorted = before >= top_p  # the first token always has before == 0
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(
+    logits: Tensor,
+    *,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Next tokens (B,) int64 from last-position logits (B, V)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p)
+    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / race).argmax(dim=-1)

@@ -1,0 +1,275 @@
+"""GPT: a decoder-only transformer covering GPT-2 exactly and, by config, Llama.
+
+Parameter names (nanoGPT style, so GPT-2 weights import key by key)::
+
+    transformer.wte.weight                    (vocab, C)   token embeddings
+    transformer.wpe.weight                    (P, C)       learned positions (position="learned")
+    transformer.h.{i}.ln_1.{weight,bias}                   norm before attention
+    transformer.h.{i}.attn.c_attn.{weight,bias} ((Hq+2Hkv)·D, C)  fused [q | k | v] projection
+    transformer.h.{i}.attn.c_proj.{weight,bias} (C, Hq·D)
+    transformer.h.{i}.ln_2.{weight,bias}                   norm before the MLP
+    transformer.h.{i}.mlp.c_fc / mlp.c_proj                GELU MLP (mlp="gelu")
+    transformer.h.{i}.mlp.gate_proj / up_proj / down_proj  SwiGLU MLP (mlp="swiglu")
+    transformer.ln_f.{weight,bias}                         final norm
+    lm_head.weight                            (vocab, C)   tied to wte when tie_embeddings
+
+Weights are ``nn.Linear`` (out, in): GPT-2's Conv1D stores (in, out), so its c_attn, c_proj,
+c_fc and mlp.c_proj weights are transposed on import. Llama's q_proj/k_proj/v_proj rows
+concatenate into c_attn; input_layernorm -> ln_1, post_attention_layernorm -> ln_2,
+model.norm -> ln_f, embed_tokens -> wte. RMSNorm and bias-free LayerNorm have no ``bias``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qkv.models.config import GPTConfig
+from qkv.nn.attention import MultiHeadAttention
+from qkv.nn.kv_cache import KVCache, LayerKVCache
+from qkv.nn.mlp import GeluMLP, SwiGLU
+from qkv.nn.norms import make_norm
+from qkv.nn.rotary import RotaryEmbedding
+
+
+class Block(nn.Module):
+    """Pre-norm decoder block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). x (B, T, C)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        c = config
+        self.ln_1 = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
+        self.attn = MultiHeadAttention(
+            hidden_size=c.n_embd,
+            n_heads=c.n_head,
+            n_kv_heads=c.n_kv_head,
+            head_dim=c.head_dim,
+            bias=c.bias,
+            causal=True,
+            dropout=c.dropout,
+            backend=c.attention_backend,
+        )
+        self.ln_2 = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
+        assert c.intermediate_size is not None
+        if c.mlp == "gelu":
+            self.mlp: nn.Module = GeluMLP(
+                c.n_embd, c.intermediate_size, bias=c.bias, activation=c.activation,
+                dropout=c.dropout,
+            )
+        else:
+            self.mlp = SwiGLU(c.n_embd, c.intermediate_size, bias=c.bias, dropout=c.dropout)
+        self.resid_dropout = nn.Dropout(c.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None,
+        rotary: tuple[Tensor, Tensor] | None,
+        cache: LayerKVCache | None,
+        need_weights: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        attended = self.attn(
+            self.ln_1(x), mask=mask, rotary=rotary, cache=cache, need_weights=need_weights
+        )
+        weights = None
+        if need_weights:
+            attended, weights = attended
+        x = x + self.resid_dropout(attended)
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+class GPT(nn.Module):
+    """Decoder-only language model. See the module docstring for parameter names.
+
+    Example::
+
+        >>> model = GPT(qkv.models.preset("gpt-nano", vocab_size=100))
+        >>> logits = model(torch.randint(0, 100, (2, 16)))  # (2, 16, 100)
+        >>> logits, loss = model(ids, targets=ids)           # cross-entropy, -100 ignored
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise ValueError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        self.transformer = nn.ModuleDict()
+        self.transformer["wte"] = nn.Embedding(c.vocab_size, c.n_embd)
+        if c.position == "learned":
+            self.transformer["wpe"] = nn.Embedding(c.n_positions, c.n_embd)
+        self.transformer["drop"] = nn.Dropout(c.dropout)
+        self.transformer["h"] = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        self.transformer["ln_f"] = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.rotary = (
+            RotaryEmbedding(head_dim=c.head_dim, max_positions=c.n_positions, theta=c.rope_theta)
+            if c.position == "rotary"
+            else None
+        )
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2·n_layer).
+        for name, parameter in self.named_parameters():
+            if name.endswith(("c_proj.weight", "down_proj.weight")):
+                std = c.initializer_range / math.sqrt(2 * c.n_layer)
+                nn.init.normal_(parameter, mean=0.0, std=std)
+        if c.tie_embeddings:
+            self.lm_head.weight = self.transformer["wte"].weight
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+    def make_cache(
+        self,
+        *,
+        batch_size: int,
+        max_len: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> KVCache:
+        """A static KV cache for this model: (B, Hkv, max_len, D) per layer and k/v."""
+        max_len = self.config.n_positions if max_len is None else max_len
+        if max_len > self.config.n_positions:
+            raise ValueError(
+                f"cache max_len {max_len} exceeds the model's context n_positions="
+                f"{self.config.n_positions}; shorten the sequence or use a longer-context model"
+            )
+        weight = self.transformer["wte"].weight
+        assert self.config.n_kv_head is not None and self.config.head_dim is not None
+        return KVCache(
+            n_layers=self.config.n_layer,
+            batch_size=batch_size,
+            n_kv_heads=self.config.n_kv_head,
+            head_dim=self.config.head_dim,
+            max_len=max_len,
+            dtype=dtype or weight.dtype,
+            device=device or weight.device,
+        )
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        *,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
+        return_attentions: bool = False,
+        targets: Tensor | None = None,
+        last_only: bool = False,
+    ) -> Tensor | tuple[Tensor, ...]:
+        """input_ids (B, T) -> logits (B, T, vocab).
+
+        ``attention_mask`` (B, Tk), 1 = real token, 0 = padding, over every key including the
+        cached ones (Tk = cache.length + T). ``position_ids`` (B, T); by default counted from
+        the mask (so a left-padded prompt gets the positions it would have alone) or from
+        the cache length. ``cache``: a :meth:`make_cache` cache, written in place and advanced
+        by T. ``targets`` (B, T): also return the mean cross-entropy (index -100 ignored).
+        ``return_attentions``: also return per-layer weights (B, H, T, Tk) from the reference
+        backend. ``last_only``: compute logits for the last position only (B, 1, vocab).
+        Returns logits, or a tuple (logits, loss?, attentions?) in that order.
+        """
+        batch, length = self._check_inputs(input_ids, attention_mask, position_ids, cache)
+        start = 0 if cache is None else cache.length
+        if position_ids is None:
+            position_ids = self._positions(attention_mask, batch, length, start, input_ids.device)
+        x = self.transformer["wte"](input_ids)  # (B, T, C)
+        if "wpe" in self.transformer:
+            x = x + self.transformer["wpe"](position_ids)
+        x = self.transformer["drop"](x)
+        rotary = self.rotary(position_ids) if self.rotary is not None else None
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, Tk)
+        attentions: list[Tensor] = []
+        for index, block in enumerate(self.transformer["h"]):
+            layer_cache = cache.layer(index) if cache is not None else None
+            x, weights = block(
+                x, mask=mask, rotary=rotary, cache=layer_cache, need_weights=return_attentions
+            )
+            if weights is not None:
+                attentions.append(weights)
+        if cache is not None:
+            cache.advance(length)
+        x = self.transformer["ln_f"](x)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.lm_head(x)  # (B, T, vocab)
+        outputs: list[Tensor | list[Tensor]] = [logits]
+        if targets is not None:
+            outputs.append(language_model_loss(logits, targets))
+        if return_attentions:
+            outputs.append(attentions)
+        return logits if len(outputs) == 1 else tuple(outputs)  # type: ignore[return-value]
+
+    def _check_inputs(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        position_ids: Tensor | None,
+        cache: KVCache | None,
+    ) -> tuple[int, int]:
+        if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(
+                f"input_ids must be an integer tensor of shape (batch, seq), got "
+                f"{input_ids.dtype} of shape {tuple(input_ids.shape)}; add a batch dim with "
+                ".unsqueeze(0)"
+            )
+        batch, length = input_ids.shape
+        start = 0 if cache is None else cache.length
+        if start + length > self.config.n_positions:
+            raise ValueError(
+                f"sequence of {start + length} tokens exceeds the model's context "
+                f"n_positions={self.config.n_positions}; truncate the input"
+            )
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch, start + length):
+            raise ValueError(
+                f"attention_mask must have shape (batch, cached + new) = "
+                f"{(batch, start + length)}, got {tuple(attention_mask.shape)}"
+            )
+        if position_ids is not None and tuple(position_ids.shape) != (batch, length):
+            raise ValueError(
+                f"position_ids must have shape {(batch, length)}, got {tuple(position_ids.shape)}"
+            )
+        return batch, length
+
+    @staticmethod
+    def _positions(
+        attention_mask: Tensor | None, batch: int, length: int, start: int, device: torch.device
+    ) -> Tensor:
+        if attention_mask is None:
+            positions = torch.arange(start, start + length, device=device)
+            return positions.unsqueeze(0).expand(batch, length)  # (B, T)
+        counted = attention_mask.long().cumsum(-1) - 1  # (B, Tk)
+        return counted[:, -length:].clamp(min=0)  # (B, T)
+
+    def num_parameters(self, *, exclude_embeddings: bool = False) -> int:
+        """Parameter count (shared tensors once); optionally without the embeddings."""
+        seen = {id(p): p.numel() for p in self.parameters()}
+        total = sum(seen.values())
+        if exclude_embeddings:
+            total -= self.transformer["wte"].weight.numel()
+            if "wpe" in self.transformer:
+                total -= self.transformer["wpe"].weight.numel()
+        return total
+
+
+def language_model_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of logits (B, T, V) against targets (B, T), -100 ignored, in fp32."""
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"targets must have shape {tuple(logits.shape[:-1])} (batch, seq), "
+            f"got {tuple(targets.shape)}"
+        )
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100
+    )

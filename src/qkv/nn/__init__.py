@@ -1,0 +1,26 @@
+"""Transformer building blocks on top of ``qkv.attention``: multi-head attention (GQA,
+rotary, masks, KV-cache hook, weights on request), norms, MLPs, a static KV cache and
+attention recording for visualisation."""
+
+from qkv.nn.attention import MultiHeadAttention
+from qkv.nn.kv_cache import KVCache, LayerKVCache
+from qkv.nn.mlp import GeluMLP, SwiGLU
+from qkv.nn.norms import RMSNorm, make_norm
+from qkv.nn.record import AttentionRecord, attention_modules, record_attention
+from qkv.nn.rotary import RotaryEmbedding, apply_rotary, rotate_half
+
+__all__ = [
+    "AttentionRecord",
+    "GeluMLP",
+    "KVCache",
+    "LayerKVCache",
+    "MultiHeadAttention",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "SwiGLU",
+    "apply_rotary",
+    "attention_modules",
+    "make_norm",
+    "record_attention",
+    "rotate_half",
+]

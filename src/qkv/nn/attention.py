@@ -1,0 +1,166 @@
+"""``MultiHeadAttention``: projections, rotary, cache and masks around the ``qkv.attention``
+kernel.
+
+The module owns the parameters and the bookkeeping; the attention math itself is one call to
+``qkv.attention`` with the module's ``backend`` (``"auto"`` by default), so every backend the
+registry knows can serve a model. Attention weights come from the ``reference`` backend,
+requested per call (``need_weights=True``) or for every call while ``record_attention`` is
+active.
+
+Parameter names (nanoGPT / GPT-2): ``c_attn`` is the fused projection C -> (Hq + 2·Hkv)·D
+whose output rows are [q heads | k heads | v heads], each head's D rows contiguous;
+``c_proj`` maps Hq·D -> C. ``nn.Linear`` stores weights as (out, in), the transpose of
+GPT-2's Conv1D.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from qkv.attention import attention
+from qkv.nn.rotary import apply_rotary
+
+if TYPE_CHECKING:
+    from qkv.nn.kv_cache import LayerKVCache
+    from qkv.nn.record import AttentionRecord
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head self-attention with grouped-query heads, optional rotary positions, causal
+    and padding masks, a KV-cache hook and attention weights on request.
+
+    Shapes: x (B, T, C) -> (B, T, C); with ``need_weights=True`` also weights (B, Hq, T, Tk).
+
+    Example::
+
+        >>> mha = MultiHeadAttention(hidden_size=64, n_heads=8, n_kv_heads=2, causal=True)
+        >>> y = mha(torch.randn(2, 10, 64))  # (2, 10, 64)
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        bias: bool = True,
+        causal: bool = False,
+        dropout: float = 0.0,
+        scale: float | None = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if head_dim is None:
+            if hidden_size % n_heads != 0:
+                raise ValueError(
+                    f"hidden_size {hidden_size} is not divisible by n_heads {n_heads}; "
+                    "pick n_heads dividing hidden_size or pass head_dim"
+                )
+            head_dim = hidden_size // n_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads != 0:
+            raise ValueError(
+                f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads}); "
+                "choose n_kv_heads dividing n_heads"
+            )
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads
+        self.head_dim = head_dim
+        self.causal = causal
+        self.dropout = dropout
+        self.scale = scale if scale is not None else head_dim**-0.5
+        self.backend = backend
+        self.c_attn = nn.Linear(hidden_size, (n_heads + 2 * n_kv_heads) * head_dim, bias=bias)
+        self.c_proj = nn.Linear(n_heads * head_dim, hidden_size, bias=bias)
+        # Set by qkv.nn.record_attention while recording.
+        self.recorder: list[AttentionRecord] | None = None
+        self.layer_index = 0
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        rotary: tuple[Tensor, Tensor] | None = None,
+        cache: LayerKVCache | None = None,
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Attend x (B, T, C) over itself (and the cached keys/values before it).
+
+        ``mask``: bool (True = may attend) or float, broadcastable to (B, Hq, T, Tk), where Tk
+        is T plus the cached length. ``rotary``: (cos, sin) float32 (B, 1, T, D) for these T
+        positions, or None for no rotary. ``cache``: a layer of a :class:`~qkv.nn.KVCache`.
+        """
+        batch, length, _ = x.shape
+        hq, hkv, d = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = self.c_attn(x)  # (B, T, (Hq + 2·Hkv)·D)
+        q, k, v = qkv.split((hq * d, hkv * d, hkv * d), dim=-1)
+        q = q.view(batch, length, hq, d).transpose(1, 2)  # (B, Hq, T, D)
+        k = k.view(batch, length, hkv, d).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(batch, length, hkv, d).transpose(1, 2)  # (B, Hkv, T, D)
+        if rotary is not None:
+            cos, sin = rotary
+            q = apply_rotary(q, cos, sin)
+            k = apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, Hkv, Tk, D)
+        # One query per row at the end of the keys sees every key: no causal mask needed.
+        causal = self.causal and length > 1
+        recording = self.recorder is not None
+        want_weights = need_weights or recording
+        result = attention(
+            q,
+            k,
+            v,
+            causal=causal,
+            mask=mask,
+            scale=self.scale,
+            dropout_p=self.dropout if self.training else 0.0,
+            need_weights=want_weights,
+            backend="reference" if want_weights else self.backend,
+        )
+        out, weights = result if want_weights else (result, None)  # (B, Hq, T, D)
+        if recording:
+            self._record(q, k, v, weights, out, causal, mask)
+        y = self.c_proj(out.transpose(1, 2).reshape(batch, length, hq * d))  # (B, T, C)
+        if need_weights:
+            return y, weights
+        return y
+
+    def _record(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        weights: Tensor | None,
+        out: Tensor,
+        causal: bool,
+        mask: Tensor | None,
+    ) -> None:
+        from qkv.nn.record import AttentionRecord
+
+        assert self.recorder is not None and weights is not None
+        with torch.no_grad():
+            self.recorder.append(
+                AttentionRecord(
+                    layer=self.layer_index,
+                    q=q.detach(),
+                    k=k.detach().clone(),  # cache views would change as decoding goes on
+                    v=v.detach().clone(),
+                    weights=weights.detach(),
+                    out=out.detach(),
+                    scale=float(self.scale),
+                    causal=causal,
+                    mask=None if mask is None else mask.detach(),
+                )
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, "
+            f"causal={self.causal}, backend={self.backend!r}"
+        )
