@@ -136,6 +136,7 @@ def record(model: Any, input_ids: Tensor | list[int], attention_mask: Tensor | N
     from qkv.nn import record_attention
 
     ids = _as_batch(input_ids)
+    _check_ids(model, ids)
     device = _model_device(model)
     ids = ids.to(device)
     if attention_mask is not None:
@@ -157,6 +158,23 @@ def record(model: Any, input_ids: Tensor | list[int], attention_mask: Tensor | N
             "built from qkv.nn attention modules"
         )
     return list(records)
+
+
+def _check_ids(model: Any, ids: Tensor) -> None:
+    """Token ids and length the model can take, checked here for a clear error."""
+    config = getattr(model, "config", None)
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        raise ValueError(
+            f"token ids must lie in [0, {vocab}) for this model's vocabulary, got "
+            f"{int(ids.min())}..{int(ids.max())}; use the tokenizer saved with the model"
+        )
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if isinstance(limit, int) and ids.shape[1] > limit:
+        raise ValueError(
+            f"{ids.shape[1]} tokens is longer than the model's {limit} positions; "
+            "use a shorter text"
+        )
 
 
 def _model_device(model: Any) -> torch.device:

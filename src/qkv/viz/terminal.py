@@ -131,3 +131,119 @@ def format_top_attended(weights: Tensor, tokens: list[str], k: int = 3, width: i
         parts = " · ".join(f"{tokens[j].strip() or repr(tokens[j])} {w:.2f}" for j, w in top)
         lines.append(f"{i:>3d} {fit(tokens[i], width)} -> {parts}")
     return "\n".join(lines)
+
+
+# --- the `qkv explain` walkthrough ----------------------------------------------------------
+
+
+def format_vector(
+    values: Tensor, *, head: int = 2, tail: int = 1, digits: int = 2, dims: bool = True
+) -> str:
+    """``[0.12, -0.53, …, 0.07] (32 dims)``: short vectors in full, long ones shortened."""
+    items = [f"{float(x):.{digits}f}" for x in values.detach().double().cpu().flatten()]
+    n = len(items)
+    if n <= head + tail + 1:
+        return "[" + ", ".join(items) + "]"
+    suffix = f" ({n} dims)" if dims else ""
+    return "[" + ", ".join(items[:head] + ["…"] + items[n - tail :]) + "]" + suffix
+
+
+def _style(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}{RESET}" if color else text
+
+
+def _number(value: float, width: int = 9, digits: int = 4) -> str:
+    if value == float("-inf"):
+        return f"{'-∞':>{width}}"
+    return f"{value:>{width}.{digits}f}" if abs(value) < 1e5 else f"{value:>{width}.3e}"
+
+
+def _bar(weight: float, color: bool, width: int = 10) -> str:
+    full = round(max(weight, 0.0) * width)
+    bar = "█" * full
+    if color and full:
+        r, g, b = _ramp(0.35 + 0.65 * weight)
+        bar = f"\x1b[38;2;{r};{g};{b}m{bar}{RESET}"
+    return bar
+
+
+def render_walkthrough(walk, *, color: bool = False, width: int = 100) -> str:
+    """A :class:`qkv.viz.explain.Walkthrough` as terminal text: tables of every step."""
+    w = walk
+    bold = lambda s: _style(s, "1", color)
+    dim = lambda s: _style(s, "2", color)
+    label = max(6, min(12, max(display_width(t) for t in w.tokens)))
+    vec = 24  # "[-0.12, -0.53, …, -0.07]"
+    short = lambda v: format_vector(v, dims=False)
+    out = [
+        bold(
+            f"{w.model_name}: layer {w.layer} of {w.num_layers}, head {w.head} of "
+            f"{w.num_heads}, query token {w.token_index} {w.token!r}"
+        ),
+        f"attention(q, K, V) = softmax(q·Kᵀ/√d_k)·V with d_k = {w.d_k}, "
+        f"1/√d_k = {w.scale:.6f}, {'causal' if w.causal else 'bidirectional'}",
+        "",
+        bold("tokens"),
+    ]
+    line, used = " ", 1
+    for i, tok in enumerate(w.tokens):
+        item = f"{i}:{tok}"
+        if used + 2 + display_width(item) > width and used > 1:
+            out.append(line)
+            line, used = " ", 1
+        line += " " + (_style(item, "1;33", color) if i == w.token_index else item)
+        used += 1 + display_width(item)
+    out.append(line)
+    out += ["", bold(f"1. the query q of {w.token!r} = {format_vector(w.query)}"), ""]
+
+    out.append(bold("2-6. each key k_j: score s_j = q·k_j · 1/√d_k (+ mask), softmax over j"))
+    head = (
+        f"{'j':>3} {fit('token', label)} {fit(f'k_j ({w.d_k} dims)', vec)} "
+        f"{'q·k_j':>9} {'×1/√d_k':>9} "
+        f"{'mask':>6} {'exp(s_j)':>11} {'a_j':>8}"
+    )
+    out.append(dim(head))
+    for j, tok in enumerate(w.tokens):
+        allowed = bool(w.allowed[j])
+        bias = float(w.bias[j])
+        mask = "-∞" if not allowed else ("0" if bias == 0 else f"{bias:+.2f}")
+        weight = float(w.weights[j])
+        line = (
+            f"{j:>3} {fit(tok, label)} {fit(short(w.keys[j]), vec)} "
+            f"{_number(float(w.dots[j]))} {_number(float(w.scaled[j]))} {mask:>6} "
+            f"{_number(float(w.exp[j]), 11, 4)} {weight:>8.4f} {_bar(weight, color)}"
+        )
+        out.append(dim(line) if not allowed else line)
+    shift = f" (exp of s_j - {w.shift:.3f}, the max: same softmax)" if w.shift else ""
+    out.append(
+        f"    Σ_j exp(s_j) = {w.exp_sum:.6g}{shift};  a_j = exp(s_j) / Σ;  "
+        f"Σ_j a_j = {w.weights_sum:.6f}"
+    )
+    out += ["", bold("7. each weight times its value: a_j·v_j")]
+    dv = w.values.shape[-1]
+    out.append(
+        dim(f"{'j':>3} {fit('token', label)} {'a_j':>8}  {fit(f'v_j ({dv} dims)', vec)} a_j·v_j")
+    )
+    for j, tok in enumerate(w.tokens):
+        if not bool(w.allowed[j]):
+            continue
+        out.append(
+            f"{j:>3} {fit(tok, label)} {float(w.weights[j]):>8.4f}  "
+            f"{fit(short(w.values[j]), vec)} {short(w.weighted_values[j])}"
+        )
+    out += [
+        "",
+        bold(f"8. z = Σ_j a_j·v_j = {format_vector(w.z, head=4, tail=2, digits=4)}"),
+        "",
+        bold("check against the model"),
+        f"  model's head output = {format_vector(w.model_z, head=4, tail=2, digits=4)}",
+    ]
+    z_ok = w.max_abs_diff <= w.tolerance
+    sum_ok = abs(w.weights_sum - 1) <= w.tolerance
+    mark = lambda ok: _style("✓", "1;32", color) if ok else _style("✗ MISMATCH", "1;31", color)
+    out.append(
+        f"  max |z − model z| = {w.max_abs_diff:.2e} (tolerance {w.tolerance:g}) {mark(z_ok)}"
+    )
+    out.append(f"  Σ_j a_j = {w.weights_sum:.8f} {mark(sum_ok)}")
+    out.append(f"  max |a − model's weights| = {w.weights_max_abs_diff:.2e}")
+    return "\n".join(out)
