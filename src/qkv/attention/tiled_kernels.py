@@ -1,0 +1,129 @@
+"""The ``tiled`` forward and backward loops (FlashAttention-2 in plain PyTorch ops).
+
+Forward: per query block, an online softmax over the key blocks keeps only the running row
+max, row sum and output accumulator; it returns the output and the log-sum-exp (LSE) per row,
+both O(N·d). Backward: per query block, the probabilities are recomputed from the scores and
+the stored LSE, so no N×N tensor is ever stored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from qkv.attention.tiled_plan import TilePlan
+
+_NEG_INF = float("-inf")
+
+
+def tiled_forward(plan: TilePlan, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """out (B, Hq, Nq, Dv) in the compute dtype and lse (B, Hq, Nq) (-inf for empty rows)."""
+    call = plan.call
+    bsz, hkv, groups = call.batch, call.kv_heads, call.groups
+    dv = v.shape[-1]
+    qs = plan.grouped(q.to(plan.dtype) * plan.factor)  # (B, Hkv, G, Nq, D)
+    kf = k.to(plan.dtype).reshape(bsz * hkv, call.k_len, -1)  # (B·Hkv, Nk, D)
+    vf = v.to(plan.dtype).reshape(bsz * hkv, call.k_len, dv)  # (B·Hkv, Nk, Dv)
+    out = q.new_zeros((bsz, hkv, groups, call.q_len, dv), dtype=plan.dtype)
+    lse = q.new_full((bsz, hkv, groups, call.q_len), _NEG_INF, dtype=plan.dtype)
+    dropout = call.dropout_p > 0
+    for i0 in plan.query_starts():
+        i1 = min(i0 + plan.block_q, call.q_len)
+        blocks = plan.key_blocks(i0, i1)
+        if not blocks:
+            continue  # no key allowed: output 0, lse -inf
+        qb = plan.query_block(qs, i0, i1)  # (B·Hkv, G·bq, D)
+        rows = qb.shape[1]
+        row_max = qb.new_full((bsz * hkv, rows, 1), _NEG_INF)
+        row_sum = qb.new_zeros((bsz * hkv, rows, 1))
+        acc = qb.new_zeros((bsz * hkv, rows, dv))
+        for block in blocks:
+            s, _ = plan.scores(qb, kf, i0, i1, block)  # (B·Hkv, G·bq, bk)
+            new_max = torch.maximum(row_max, s.amax(dim=-1, keepdim=True))
+            # A row with nothing allowed so far keeps max -inf; subtract 0 there, not -inf.
+            safe_max = new_max.masked_fill(new_max == _NEG_INF, 0.0)
+            p = s.sub_(safe_max).exp_()  # (B·Hkv, G·bq, bk), unnormalised probabilities
+            rescale = (row_max - safe_max).exp_()
+            row_sum.mul_(rescale).add_(p.sum(dim=-1, keepdim=True))
+            if dropout:
+                p.mul_(plan.keep(i0, i1, block, p.device))
+            acc.mul_(rescale).baddbmm_(p, vf[:, block.start : block.stop])
+            row_max = new_max
+        empty = row_sum == 0
+        inv = torch.where(empty, 0.0, 1.0 / row_sum)
+        if dropout:
+            inv = inv / (1.0 - call.dropout_p)
+        safe_max = row_max.masked_fill(row_max == _NEG_INF, 0.0)
+        block_lse = torch.where(empty, _NEG_INF, safe_max + row_sum.log())
+        out[:, :, :, i0:i1] = (acc * inv).view(bsz, hkv, groups, i1 - i0, dv)
+        lse[:, :, :, i0:i1] = block_lse.view(bsz, hkv, groups, i1 - i0)
+    return out.view(bsz, call.q_heads, call.q_len, dv), lse.view(bsz, call.q_heads, call.q_len)
+
+
+def tiled_backward(
+    plan: TilePlan,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    grad_out: Tensor,
+    grad_lse: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients (dq, dk, dv) in the inputs' dtypes, recomputing probabilities blockwise.
+
+    With P = softmax(S) and dropout keep mask Z (scaled by 1/(1-p)): dV = (P∘Z)ᵀ·dO,
+    dP = (dO·Vᵀ)∘Z, dS = P∘(dP − rowsum(dO∘O) + dLSE); through softcap dS·(1 − tanh²);
+    dQ = factor·dS·K, dK = dSᵀ·(factor·Q).
+    """
+    call = plan.call
+    bsz, hkv, groups = call.batch, call.kv_heads, call.groups
+    dv_dim = v.shape[-1]
+    dtype = plan.dtype
+    qs = plan.grouped(q.to(dtype) * plan.factor)  # (B, Hkv, G, Nq, D)
+    kf = k.to(dtype).reshape(bsz * hkv, call.k_len, -1)  # (B·Hkv, Nk, D)
+    vf = v.to(dtype).reshape(bsz * hkv, call.k_len, dv_dim)  # (B·Hkv, Nk, Dv)
+    do = plan.grouped(grad_out.to(dtype))  # (B, Hkv, G, Nq, Dv)
+    # rowsum(dO∘O) - dLSE: the per-row term of the softmax backward, (B, Hkv, G, Nq)
+    delta = plan.grouped((grad_out.to(dtype) * out.to(dtype)).sum(-1, keepdim=True))[..., 0]
+    if grad_lse is not None:
+        delta = delta - plan.grouped(grad_lse.to(dtype).unsqueeze(-1))[..., 0]
+    # Empty rows have lse -inf; +inf there makes every recomputed probability exp(-inf) = 0.
+    lse_safe = plan.grouped(lse.to(dtype).unsqueeze(-1))[..., 0]
+    lse_safe = lse_safe.masked_fill(lse_safe == _NEG_INF, float("inf"))
+    dq = torch.zeros_like(qs)  # (B, Hkv, G, Nq, D)
+    dk = torch.zeros_like(kf)
+    dvals = torch.zeros_like(vf)
+    dropout = call.dropout_p > 0
+    keep_scale = 1.0 / (1.0 - call.dropout_p) if dropout else 1.0
+    for i0 in plan.query_starts():
+        i1 = min(i0 + plan.block_q, call.q_len)
+        blocks = plan.key_blocks(i0, i1)
+        if not blocks:
+            continue
+        qb = plan.query_block(qs, i0, i1)  # (B·Hkv, G·bq, D)
+        dob = plan.query_block(do, i0, i1)  # (B·Hkv, G·bq, Dv)
+        rows = qb.shape[1]
+        lse_b = lse_safe[:, :, :, i0:i1].reshape(bsz * hkv, rows, 1)
+        delta_b = delta[:, :, :, i0:i1].reshape(bsz * hkv, rows, 1)
+        dq_acc = torch.zeros_like(qb)
+        for block in blocks:
+            j0, j1 = block.start, block.stop
+            s, tanh = plan.scores(qb, kf, i0, i1, block, keep_tanh=call.softcap is not None)
+            p = s.sub_(lse_b).exp_()  # (B·Hkv, G·bq, bk), normalised probabilities
+            dp = torch.bmm(dob, vf[:, j0:j1].transpose(1, 2))  # (B·Hkv, G·bq, bk)
+            if dropout:
+                keep = plan.keep(i0, i1, block, p.device)
+                dvals[:, j0:j1].baddbmm_((p * keep).transpose(1, 2), dob, alpha=keep_scale)
+                dp.mul_(keep).mul_(keep_scale)
+            else:
+                dvals[:, j0:j1].baddbmm_(p.transpose(1, 2), dob)
+            ds = dp.sub_(delta_b).mul_(p)  # dL/dS
+            if tanh is not None:
+                # S = cap·tanh(raw), raw = factor·q·kᵀ with factor = scale/cap
+                ds.mul_(tanh.square_().neg_().add_(1.0)).mul_(call.softcap)
+            dq_acc.baddbmm_(ds, kf[:, j0:j1])
+            dk[:, j0:j1].baddbmm_(ds.transpose(1, 2), qb)
+        dq[:, :, :, i0:i1] = dq_acc.view(bsz, hkv, groups, i1 - i0, -1)
+    dq = (dq * plan.factor).view(q.shape).to(q.dtype)
+    return dq, dk.view(k.shape).to(k.dtype), dvals.view(v.shape).to(v.dtype)
