@@ -1,7 +1,7 @@
 /* qkv attention viewer. Reads the JSON embedded in #qkv-data; never touches the network.
  *
  * Token strings only ever reach the page through textContent, setAttribute or canvas fillText,
- * never through innerHTML, so a token such as "</script><img onerror=...>" stays text.
+ * never through innerHTML, so a token holding a closing script tag or markup stays text.
  * Arrays arrive as base64 little-endian float32 in C order (exact: the formula panel checks
  * the model's own numbers, not rounded copies).
  */
@@ -95,6 +95,7 @@
     if (labels) for (const i of mat.idx) margin = Math.max(margin, ctx.measureText(shortToken(tokens[i], 14)).width + 8);
     margin = Math.ceil(margin);
     heat.cell = cell; heat.margin = margin;
+    canvas.dataset.cell = cell; canvas.dataset.margin = margin;  // read by the browser test
     const size = margin + mat.n * cell, ratio = window.devicePixelRatio || 1;
     canvas.width = size * ratio; canvas.height = size * ratio;
     canvas.style.width = size + "px"; canvas.style.height = size + "px";
@@ -169,29 +170,22 @@
     for (const key in attrs) node.setAttribute(key, attrs[key]);
     return node;
   }
-  function drawLines(focus) {
+  // The tokens are built once per head (drawLines); hovering only redraws lines and highlights
+  // (updateLines), so the element under the pointer is never replaced.
+  const lines = { mat: null, edges: null, marks: null };
+  const lineY = (r) => LINE.pad + (r + 0.5) * LINE.step;
+  function drawLines() {
     const root = $("lines"), mat = displayed(state.layer, state.head);
+    lines.mat = mat;
     while (root.firstChild) root.removeChild(root.firstChild);
     root.setAttribute("width", LINE.right + 150);
     root.setAttribute("height", LINE.pad * 2 + mat.n * LINE.step);
-    const y = (r) => LINE.pad + (r + 0.5) * LINE.step;
-    const group = svg("g", {}), bars = svg("g", {});
-    root.appendChild(bars); root.appendChild(group);
-    for (let r = 0; r < mat.n; r++) {
-      for (let c = 0; c < mat.n; c++) {
-        const v = mat.vals[r * mat.n + c];
-        const shown = focus ? (focus.side === "q" ? r === focus.r : c === focus.r) : v >= 0.02;
-        if (!shown || v <= 0) continue;
-        group.appendChild(svg("line", {
-          x1: LINE.left + 6, y1: y(r), x2: LINE.right - 6, y2: y(c), stroke: "#08306b",
-          "stroke-width": focus ? 1 + 3 * v : 1.5, "stroke-opacity": focus ? Math.max(0.08, v) : 0.6 * v,
-        }));
-      }
-    }
+    lines.marks = svg("g", {}); lines.edges = svg("g", {});
+    root.appendChild(lines.marks); root.appendChild(lines.edges);
     mat.idx.forEach((i, r) => {
       for (const side of ["q", "k"]) {
         const text = svg("text", {
-          x: side === "q" ? LINE.left : LINE.right, y: y(r), "dominant-baseline": "middle",
+          x: side === "q" ? LINE.left : LINE.right, y: lineY(r), "dominant-baseline": "middle",
           "text-anchor": side === "q" ? "end" : "start", "data-index": i,
           class: "tok tok-" + side + (special[i] ? " special" : "") + (side === "q" && i === state.query ? " selected" : ""),
         });
@@ -203,28 +197,43 @@
         text.addEventListener("mouseleave", () => hoverToken(null, 0));
         if (side === "q") text.addEventListener("click", () => selectQuery(i));
         root.appendChild(text);
-        if (focus && focus.side !== side) {  // bar: how much weight this token gets / gives
-          const v = focus.side === "q" ? mat.vals[focus.r * mat.n + r] : mat.vals[r * mat.n + focus.r];
-          const x = side === "q" ? LINE.left - 148 : LINE.right + 140 - 60 * v;
-          bars.appendChild(svg("rect", { x, y: y(r) - 6, width: Math.max(0.5, 60 * v), height: 12, class: "bar", "fill-opacity": 0.25 }));
-        }
       }
     });
+    updateLines(null);
+  }
+  function updateLines(focus) {
+    const mat = lines.mat;
+    for (const group of [lines.edges, lines.marks]) while (group.firstChild) group.removeChild(group.firstChild);
+    for (let r = 0; r < mat.n; r++) {
+      for (let c = 0; c < mat.n; c++) {
+        const v = mat.vals[r * mat.n + c];
+        const shown = focus ? (focus.side === "q" ? r === focus.r : c === focus.r) : v >= 0.02;
+        if (!shown || v <= 0) continue;
+        lines.edges.appendChild(svg("line", {
+          x1: LINE.left + 6, y1: lineY(r), x2: LINE.right - 6, y2: lineY(c), stroke: "#08306b",
+          "stroke-width": focus ? 1 + 3 * v : 1.5, "stroke-opacity": focus ? Math.max(0.08, v) : 0.6 * v,
+        }));
+      }
+    }
+    if (!focus) return;
+    for (let o = 0; o < mat.n; o++) {  // shade each token on the other side by its weight
+      const v = focus.side === "q" ? mat.vals[focus.r * mat.n + o] : mat.vals[o * mat.n + focus.r];
+      const x = focus.side === "q" ? LINE.right - 3 : LINE.left - 143;
+      lines.marks.appendChild(svg("rect", { x, y: lineY(o) - 8, width: 146, height: 16, class: "bar", "fill-opacity": 0.45 * v }));
+    }
   }
   function hoverToken(side, r) {
-    if (side === null) { drawLines(null); $("lines-readout").textContent = "Left: queries. Right: keys. Line opacity is the weight."; return; }
-    drawLines({ side, r });
-    const mat = displayed(state.layer, state.head), i = mat.idx[r];
+    if (side === null) { updateLines(null); $("lines-readout").textContent = "Left: queries. Right: keys. Line opacity is the weight."; return; }
+    updateLines({ side, r });
+    const mat = lines.mat, i = mat.idx[r];
+    const value = (o) => (side === "q" ? mat.vals[r * mat.n + o] : mat.vals[o * mat.n + r]);
     let best = 0;
-    for (let o = 1; o < mat.n; o++) {
-      const v = side === "q" ? mat.vals[r * mat.n + o] : mat.vals[o * mat.n + r];
-      const b = side === "q" ? mat.vals[r * mat.n + best] : mat.vals[best * mat.n + r];
-      if (v > b) best = o;
-    }
-    const bestValue = side === "q" ? mat.vals[r * mat.n + best] : mat.vals[best * mat.n + r];
-    $("lines-readout").textContent = side === "q"
-      ? "query " + i + " " + JSON.stringify(tokens[i]) + " attends most to key " + mat.idx[best] + " " + JSON.stringify(tokens[mat.idx[best]]) + " (" + fmt(bestValue) + ")"
-      : "key " + i + " " + JSON.stringify(tokens[i]) + " is attended most by query " + mat.idx[best] + " " + JSON.stringify(tokens[mat.idx[best]]) + " (" + fmt(bestValue) + ")";
+    for (let o = 1; o < mat.n; o++) if (value(o) > value(best)) best = o;
+    const other = mat.idx[best];
+    $("lines-readout").textContent = (side === "q"
+      ? "query " + i + " " + JSON.stringify(tokens[i]) + " attends most to key "
+      : "key " + i + " " + JSON.stringify(tokens[i]) + " is attended most by query ") +
+      other + " " + JSON.stringify(tokens[other]) + " (" + fmt(value(best)) + ")";
   }
 
   // ---- layers x heads overview ----------------------------------------------------------------
@@ -336,7 +345,7 @@
   function redraw() {
     $("layer-select").value = String(state.layer);
     $("head-select").value = String(state.head);
-    drawHeatmap(); drawLines(null); drawFormula();
+    drawHeatmap(); drawLines(); drawFormula();
     document.querySelectorAll("#overview canvas").forEach((tile) => {
       tile.className = Number(tile.dataset.layer) === state.layer && Number(tile.dataset.head) === state.head ? "current" : "";
     });

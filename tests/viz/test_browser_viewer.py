@@ -1,0 +1,192 @@
+"""The viewer in a real browser: headless Chromium via Selenium, offline, from file://.
+
+Skips with the reason when selenium, /usr/bin/chromium or /usr/bin/chromedriver is missing
+(Debian: ``apt-get install -y chromium chromium-driver``; Python: ``pip install selenium``).
+The network is blocked twice over (a dead proxy and CDP Network.setBlockedURLs) and the CDP
+performance log must show no request other than file: and data: URLs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from test_html_viewer import synthetic_capture  # the sibling test module's capture builder
+
+from qkv.viz.html import write_html
+
+selenium = pytest.importorskip("selenium", reason="selenium not installed: pip install selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
+
+CHROMIUM = os.environ.get("QKV_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("QKV_CHROMEDRIVER", "/usr/bin/chromedriver")
+INJECTION = "</script><script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
+
+
+def _missing() -> str | None:
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not (Path(path).is_file() and os.access(path, os.X_OK)):
+            return f"{path} not found: apt-get install -y {package}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--proxy-server=http://127.0.0.1:9",  # a closed port: anything that leaks fails
+        "--window-size=1400,1800",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        blocked = ["http://*", "https://*", "ws://*", "wss://*", "ftp://*"]
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": blocked})
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _open(driver: webdriver.Chrome, path: Path) -> None:
+    driver.get_log("browser")  # drop anything from earlier pages
+    driver.get_log("performance")
+    driver.get(path.as_uri())
+    assert driver.execute_script("return document.body.dataset.ready") == "true"
+
+
+def _requested_urls(driver: webdriver.Chrome) -> list[str]:
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def _console_errors(driver: webdriver.Chrome) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _heatmap_value_at(driver: webdriver.Chrome, row: int, col: int) -> str:
+    """Move the pointer to the centre of displayed cell (row, col); return the readout."""
+    canvas = driver.find_element(By.ID, "heatmap")
+    cell, margin = driver.execute_script(
+        "const c = arguments[0]; return [Number(c.dataset.cell), Number(c.dataset.margin)];",
+        canvas,
+    )
+    width = canvas.size["width"]
+    # ActionChains offsets are from the element's centre.
+    x = margin + (col + 0.5) * cell - width / 2
+    y = margin + (row + 0.5) * cell - canvas.size["height"] / 2
+    ActionChains(driver).move_to_element_with_offset(canvas, int(x), int(y)).perform()
+    return driver.find_element(By.ID, "heatmap-readout").text
+
+
+def test_viewer_works_offline_in_chromium(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    from PIL import Image, ImageStat
+
+    tokens = ["[CLS]", "the", INJECTION, "sat", "on", "the", "mat", "[SEP]"]
+    cap = synthetic_capture(layers=2, heads=3, dim=8, tokens=tokens, causal=True)
+    path = write_html(cap, tmp_path / "view.html", title="browser <test>")
+    _open(browser, path)
+
+    assert browser.title == "browser <test>"
+    assert browser.execute_script("return window.__pwned") is None
+    assert not browser.find_elements(By.TAG_NAME, "img")
+    queries = browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-q")
+    assert [q.get_attribute("textContent")[:3] for q in queries][2] == "</s"
+
+    # Switch layer and head with the selectors; the overview follows.
+    Select(browser.find_element(By.ID, "layer-select")).select_by_value("1")
+    Select(browser.find_element(By.ID, "head-select")).select_by_value("2")
+    current = browser.find_element(By.CSS_SELECTOR, "#overview canvas.current")
+    assert (current.get_attribute("data-layer"), current.get_attribute("data-head")) == ("1", "2")
+
+    # The value under the pointer is the weight the model computed.
+    readout = _heatmap_value_at(browser, 5, 3)
+    expected = cap.weights[1, 2, 5, 3].item()
+    assert readout.startswith('q[5] "the" → k[3] "sat": ')
+    assert float(readout.rsplit(": ", 1)[1]) == pytest.approx(expected, rel=1e-3)
+
+    # Hovering a query token draws one line per key it may attend to (causal: j <= i).
+    queries = browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-q")  # rebuilt per head
+    ActionChains(browser).move_to_element(queries[4]).perform()
+    lines = browser.find_elements(By.CSS_SELECTOR, "#lines line")
+    assert len(lines) == int((cap.weights[1, 2, 4] > 0).sum())
+    best = int(cap.weights[1, 2, 4].argmax())
+    assert f"attends most to key {best} " in browser.find_element(By.ID, "lines-readout").text
+    keys = browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-k")
+    ActionChains(browser).move_to_element(keys[6]).perform()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#lines line")) == 2  # queries 6 and 7
+
+    # Clicking a query opens the step-by-step formula, recomputed in JS and checked.
+    browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-q")[6].click()
+    check = browser.find_element(By.ID, "formula-check")
+    assert float(check.get_attribute("data-max-abs-diff")) < 1e-4
+    assert float(check.get_attribute("data-max-abs-diff-weights")) < 1e-4
+    assert "ok" in check.get_attribute("class").split()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#formula tr")
+    assert len(rows) == 1 + len(tokens)
+    assert rows[1 + 7].find_elements(By.TAG_NAME, "td")[5].text == "−∞"  # key 7 > query 6
+
+    # Small multiples select a head; "hide" renormalises rows over non-special keys.
+    browser.find_element(By.CSS_SELECTOR, '#overview canvas[data-layer="0"][data-head="1"]').click()
+    assert Select(browser.find_element(By.ID, "head-select")).first_selected_option.text == "1"
+    Select(browser.find_element(By.ID, "special-mode")).select_by_value("hide")
+    kept = [i for i, s in enumerate(cap.special) if not s]
+    renormalised = cap.weights[0, 1][kept][:, kept]
+    renormalised = renormalised / renormalised.sum(-1, keepdim=True)
+    readout = _heatmap_value_at(browser, 4, 2)  # displayed row 4 = token 5, column 2 = token 3
+    assert readout.startswith('q[5] "the" → k[3] "sat": ')
+    shown = float(readout.split(": ", 1)[1].split(" ")[0])
+    assert shown == pytest.approx(renormalised[4, 2].item(), rel=1e-3)
+    Select(browser.find_element(By.ID, "special-mode")).select_by_value("show")
+
+    # A screenshot whose heatmap is not blank.
+    heatmap = browser.find_element(By.ID, "heatmap")
+    image = Image.open(io.BytesIO(heatmap.screenshot_as_png)).convert("L")
+    assert image.size[0] > 100 and image.size[1] > 100
+    assert ImageStat.Stat(image).stddev[0] > 20
+
+    assert _console_errors(browser) == []
+    urls = _requested_urls(browser)
+    assert urls, "the performance log recorded no request at all: the check would be vacuous"
+    assert all(url.startswith(("file:", "data:")) for url in urls), urls
+
+
+def test_formula_check_flags_a_wrong_head_output(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    cap = synthetic_capture(layers=1, heads=2, dim=4, causal=False)
+    cap.head_outputs = cap.head_outputs + torch.tensor([0.0, 0.0, 0.05, 0.0])  # (L, H, T, D)
+    _open(browser, write_html(cap, tmp_path / "wrong.html"))
+    browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-q")[3].click()
+    check = browser.find_element(By.ID, "formula-check")
+    assert float(check.get_attribute("data-max-abs-diff")) == pytest.approx(0.05, rel=1e-3)
+    assert "bad" in check.get_attribute("class").split()
+    assert _console_errors(browser) == []
