@@ -234,7 +234,7 @@ def _plain(token: str) -> str:
     return token.replace("##", "").replace("Ġ", "").replace("▁", "").strip().lower()
 
 
-def _check_index(name: str, value: int, count: int) -> int:
+def check_index(name: str, value: int, count: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not -count <= value < count:
         raise ValueError(
             f"{name} {value!r} is out of range: the model has {count} {name}s (0..{count - 1})"
@@ -285,10 +285,10 @@ def explain(
     specials = _special_ids(tokenizer)
     special = [i in specials for i in ids]
     records = record(model, ids)
-    layer = _check_index("layer", layer, len(records))
+    layer = check_index("layer", layer, len(records))
     rec = records[layer]
     q_heads, kv_heads = rec.q.shape[1], rec.k.shape[1]
-    head = _check_index("head", head, q_heads)
+    head = check_index("head", head, q_heads)
     index = resolve_token(token, tokens, special)
     kv_head = head // (q_heads // kv_heads)
     keys = rec.k[0, kv_head].float().cpu()  # (T, D)

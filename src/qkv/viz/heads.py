@@ -260,3 +260,75 @@ def head_scores(
 def max_entropy(num_keys: int) -> float:
     """log(num_keys): the entropy of uniform attention over ``num_keys`` keys."""
     return math.log(num_keys)
+
+
+def vocab_pool(tokenizer: Any, vocab_size: int) -> list[int]:
+    """Ids to draw random sequences from: all of ``range(vocab_size)`` minus special tokens
+    and placeholder tokens such as ``[unused12]`` or ``<extra_id_3>`` (never seen in training)."""
+    import re
+
+    if tokenizer is None:
+        return list(range(vocab_size))
+    special = set(getattr(tokenizer, "special_ids", []) or [])
+    strings = tokenizer.tokens(list(range(vocab_size)))
+    placeholder = re.compile(r"^(\[.*\]|<.*>)$")
+    pool = [
+        i
+        for i, s in enumerate(strings)
+        if i not in special and s is not None and not placeholder.match(s)
+    ]
+    return pool if len(pool) >= 2 else list(range(vocab_size))
+
+
+def default_prefix(tokenizer: Any) -> list[int]:
+    """[CLS] for BERT-style tokenizers, else <bos> when there is one, else nothing."""
+    if tokenizer is None:
+        return []
+    for role in ("cls", "bos"):
+        token_id = tokenizer.token_id(role) if hasattr(tokenizer, "token_id") else None
+        if token_id is not None:
+            return [int(token_id)]
+    return []
+
+
+def format_table(values: Tensor, *, digits: int = 2, color: bool = False, high: float = 0.4) -> str:
+    """A layers × heads table; with ``color``, values >= ``high`` in bold yellow."""
+    layers, heads = values.shape
+    width = max(5, digits + 3)
+    lines = ["    " + "".join(f"{'H' + str(h):>{width + 1}}" for h in range(heads))]
+    for layer in range(layers):
+        cells = []
+        for head in range(heads):
+            text = f"{float(values[layer, head]):>{width + 1}.{digits}f}"
+            if color and float(values[layer, head]) >= high:
+                text = f"\x1b[1;33m{text}\x1b[0m"
+            cells.append(text)
+        lines.append(f"L{layer:<3d}" + "".join(cells))
+    return "\n".join(lines)
+
+
+_TITLES = {
+    "previous_token": "previous-token score: attention from i to key i-1",
+    "duplicate_token": "duplicate-token score: attention from i to key i-period (same token)",
+    "induction": "induction score: attention from i to key i-period+1 (what followed it before)",
+    "sink": "sink share: attention to the first token",
+    "entropy": "entropy of each row (nats; log T for uniform attention)",
+}
+
+
+def format_scores(scores: HeadScores, *, color: bool = False) -> str:
+    """Every score as a layers × heads table, then the top heads of each."""
+    lines = [
+        f"{scores.model_name}: head roles measured on {scores.num_sequences} repeated random "
+        f"sequences (period {scores.period}, {scores.seq_len} tokens)"
+    ]
+    for name in SCORE_NAMES:
+        values = getattr(scores, name)
+        lines += ["", _TITLES[name]]
+        high = 0.6 * math.log(scores.seq_len) if name == "entropy" else 0.4
+        lines.append(format_table(values, color=color and name != "entropy", high=high))
+    lines += ["", "top heads:"]
+    for name in SCORE_NAMES[:4]:
+        top = ", ".join(f"L{l}H{h} {v:.2f}" for l, h, v in scores.top(name))
+        lines.append(f"  {name.replace('_', '-'):<16} {top}")
+    return "\n".join(lines)

@@ -64,18 +64,27 @@ def plot_grid(
     *,
     layer: int | None = None,
     head: int | None = None,
+    detail: Tensor | None = None,
+    detail_title: str | None = None,
     title: str | None = None,
 ) -> Any:
     """Weights (L, H, T, T) as an L × H grid of maps; with ``layer`` and ``head`` also one
-    large labelled map of that head beside the grid (``tokens`` required then).
+    large labelled map of that head beside the grid (outlined red in the grid), or of
+    ``detail`` (T, T) (e.g. the rollout) when given. ``tokens`` are required for the large map.
 
     Returns the matplotlib figure.
+
+    Example::
+
+        >>> fig = plot_grid(cap.weights, cap.tokens, layer=2, head=5)
+        >>> save_png(fig, "grid.png")
     """
     if weights.dim() != 4:
         raise ValueError(f"plot_grid needs weights (L, H, T, T), got {tuple(weights.shape)}")
     plt = _pyplot()
     layers, heads = weights.shape[:2]
-    big = layer is not None and head is not None
+    selected = layer is not None and head is not None
+    big = selected or detail is not None
     cell = 1.1
     grid_w, grid_h = heads * cell + 0.8, layers * cell + 0.8
     big_w = 7.0 if big else 0.0
@@ -89,7 +98,7 @@ def plot_grid(
             ax.imshow(data[l_index, h_index], cmap="viridis", vmin=0)
             ax.set_xticks([])
             ax.set_yticks([])
-            if big and (l_index, h_index) == (layer, head):
+            if selected and (l_index, h_index) == (layer, head):
                 for spine in ax.spines.values():
                     spine.set_edgecolor("red")
                     spine.set_linewidth(2)
@@ -101,7 +110,9 @@ def plot_grid(
         if tokens is None:
             raise ValueError("plot_grid with layer and head needs the tokens for the labels")
         ax = fig.add_subplot(outer[1])
-        plot_head(weights[layer, head], tokens, ax=ax, title=f"layer {layer}, head {head}")
+        if detail is None:
+            detail, detail_title = weights[layer, head], f"layer {layer}, head {head}"
+        plot_head(detail, tokens, ax=ax, title=detail_title)
     if title:
         fig.suptitle(title)
     return fig

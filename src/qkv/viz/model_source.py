@@ -69,3 +69,37 @@ def require_tokenizer(opened: OpenedModel) -> Any:
             "encoded for this model: save the tokenizer beside it"
         )
     return opened.tokenizer
+
+
+def add_model_argument(parser: Any) -> None:
+    """``--model DIR`` as the viz subcommands spell it."""
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        default=None,
+        help="a qkv checkpoint folder (qkv train / qkv.save) or a supported Hugging Face "
+        f"checkpoint folder; default: the pretrained {DEFAULT_MODEL} that installs with qkv",
+    )
+
+
+def add_color_argument(parser: Any) -> None:
+    """``--color [auto|always|never]``: ANSI colour, by default only on a terminal."""
+    parser.add_argument(
+        "--color",
+        nargs="?",
+        const="always",
+        default="auto",
+        choices=("auto", "always", "never"),
+        help="colour output: auto (when stdout is a terminal, the default), always, never",
+    )
+
+
+def wants_color(choice: str) -> bool:
+    """True for ``always``, and for ``auto`` when stdout is a terminal and NO_COLOR is unset."""
+    from qkv.viz.terminal import detect_color
+
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return detect_color() != "none"

@@ -28,6 +28,17 @@ def detect_color(stream=None) -> str:
     return "256"
 
 
+def color_mode(choice: str = "auto", stream=None) -> str:
+    """The colour mode for a ``--color`` choice: auto (detect), always (256 or truecolor), never."""
+    if choice == "never":
+        return "none"
+    detected = detect_color(stream)
+    if choice == "always" and detected == "none":
+        truecolor = os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit")
+        return "truecolor" if truecolor else "256"
+    return detected
+
+
 def _ramp(value: float) -> tuple[int, int, int]:
     """Dark blue (0) -> teal -> yellow (1), a viridis-like ramp."""
     stops = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
