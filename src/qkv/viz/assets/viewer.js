@@ -193,14 +193,32 @@
         const title = svg("title", {});
         title.textContent = (side === "q" ? "query " : "key ") + i + ": " + tokens[i];
         text.appendChild(title);
-        text.addEventListener("mouseenter", () => hoverToken(side, r));
-        text.addEventListener("mouseleave", () => hoverToken(null, 0));
-        if (side === "q") text.addEventListener("click", () => selectQuery(i));
         root.appendChild(text);
       }
     });
-    updateLines(null);
+    if (hovered && hovered.r < mat.n) hoverToken(hovered.side, hovered.r);
+    else updateLines(null);
   }
+  // Pointer handling by row and side of the whole SVG: a row is easier to hit than the glyphs,
+  // and hit-testing text that was just re-rendered proved unreliable in Chromium.
+  function tokenAt(event) {
+    const box = $("lines").getBoundingClientRect();
+    const r = Math.floor((event.clientY - box.top - LINE.pad) / LINE.step);
+    if (!lines.mat || r < 0 || r >= lines.mat.n) return null;
+    return { side: event.clientX - box.left < (LINE.left + LINE.right) / 2 ? "q" : "k", r };
+  }
+  let hovered = null;
+  $("lines").addEventListener("mousemove", (event) => {
+    const hit = tokenAt(event);
+    if (hit && hovered && hit.side === hovered.side && hit.r === hovered.r) return;
+    hovered = hit;
+    hit ? hoverToken(hit.side, hit.r) : hoverToken(null, 0);
+  });
+  $("lines").addEventListener("mouseleave", () => { hovered = null; hoverToken(null, 0); });
+  $("lines").addEventListener("click", (event) => {
+    const hit = tokenAt(event);
+    if (hit) selectQuery(lines.mat.idx[hit.r]);
+  });
   function updateLines(focus) {
     const mat = lines.mat;
     for (const group of [lines.edges, lines.marks]) while (group.firstChild) group.removeChild(group.firstChild);
@@ -275,7 +293,7 @@
     while (root.firstChild) root.removeChild(root.firstChild);
     const i = state.query;
     if (i === null) {
-      root.appendChild(el("p", "Click a query token (a heatmap row or a token on the left of the lines view).", "muted"));
+      root.appendChild(el("p", "Click a token (a heatmap row or a token in the lines view) to see how its output is computed.", "muted"));
       return;
     }
     const l = state.layer, h = state.head, q = row(Q, DK, l, h, i);
