@@ -1,0 +1,71 @@
+"""BERT: padding, pooling and the masked-LM head."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qkv.models import Bert, BertForMaskedLM, preset
+
+
+@pytest.fixture
+def config():
+    return preset("bert-tiny", vocab_size=70)
+
+
+def test_padded_batch_equals_each_sentence_alone(config):
+    model = Bert(config).eval()
+    a = torch.randint(1, 70, (1, 4))
+    b = torch.randint(1, 70, (1, 7))
+    ids = torch.cat([torch.cat([a, torch.zeros(1, 3, dtype=torch.long)], 1), b])  # right pad
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0], [1] * 7])
+    hidden = model(ids, attention_mask=mask)
+    torch.testing.assert_close(hidden[0, :4], model(a)[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(hidden[1], model(b)[0], atol=1e-5, rtol=1e-4)
+    pooled = Bert.pool(hidden, mask, how="mean")
+    torch.testing.assert_close(pooled[0], model(a)[0].mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(Bert.pool(hidden, mask, how="cls"), hidden[:, 0])
+    with pytest.raises(ValueError, match="'mean' or 'cls'"):
+        Bert.pool(hidden, mask, how="max")
+
+
+def test_token_types_change_the_output(config):
+    model = Bert(config).eval()
+    ids = torch.randint(1, 70, (1, 5))
+    types = torch.tensor([[0, 0, 1, 1, 1]])
+    assert not torch.allclose(model(ids), model(ids, token_type_ids=types))
+    torch.testing.assert_close(model(ids), model(ids, token_type_ids=torch.zeros_like(ids)))
+
+
+def test_masked_lm_loss_and_tied_decoder(config):
+    model = BertForMaskedLM(config).eval()
+    ids = torch.randint(1, 70, (2, 6))
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    logits, loss = model(ids, labels=labels)
+    assert logits.shape == (2, 6, 70)
+    expected = F.cross_entropy(logits.reshape(-1, 70), labels.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(loss, expected)
+    head = model.cls.predictions
+    assert head.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    names = set(model.state_dict())
+    for name in (
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.LayerNorm.weight",
+        "bert.layers.0.attn.c_attn.weight",
+        "cls.predictions.transform.dense.weight",
+        "cls.predictions.transform.LayerNorm.bias",
+        "cls.predictions.decoder.bias",
+    ):
+        assert name in names, name
+
+
+def test_return_attentions_and_errors(config):
+    model = Bert(config).eval()
+    ids = torch.randint(1, 70, (2, 5))
+    hidden, attentions = model(ids, return_attentions=True)
+    torch.testing.assert_close(hidden, model(ids), atol=1e-5, rtol=1e-5)
+    assert len(attentions) == 2 and attentions[0].shape == (2, 2, 5, 5)
+    with pytest.raises(ValueError, match="exceeds the model's n_positions=512"):
+        model(torch.ones(1, 513, dtype=torch.long))
+    with pytest.raises(ValueError, match="attention_mask must have the shape"):
+        model(ids, attention_mask=torch.ones(2, 4))
