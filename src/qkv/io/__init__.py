@@ -1,7 +1,9 @@
 """Checkpoint and ecosystem I/O: ``qkv.load`` / ``qkv.save`` (qkv and Hugging Face formats),
-``qkv.load_tokenizer`` and pretrained models shipped as pip packages."""
+``qkv.load_tokenizer``, pretrained models shipped as pip packages and a fast sentence
+encoder."""
 
+from qkv.io.api import load, save
 from qkv.io.pretrained import KNOWN, pretrained, pretrained_path
 from qkv.io.tokenizer import Tokenizer, load_tokenizer
 
-__all__ = ["KNOWN", "Tokenizer", "load_tokenizer", "pretrained", "pretrained_path"]
+__all__ = ["KNOWN", "Tokenizer", "load", "load_tokenizer", "pretrained", "pretrained_path", "save"]

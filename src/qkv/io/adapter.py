@@ -26,16 +26,20 @@ StateDict = dict[str, Tensor]
 class Adapter:
     """Conversions between one HF architecture family and qkv.
 
-    ``config_from_hf(hf_config) -> (qkv_config, head)``: ``head`` is what ``build_model`` needs
-    to know beyond the config (e.g. "mlm" for BertForMaskedLM, "" for the bare encoder).
+    ``config_from_hf(hf_config) -> (qkv_config, head)``: ``head`` is the HF architecture
+    (``architectures[0]``), which ``build_model`` needs beyond the config (BertForMaskedLM
+    versus BertModel).
     ``build_model(config, head) -> nn.Module`` (called under a meta device context).
     ``config_to_hf(model) -> dict`` (config.json content, with model_type and architectures).
     ``state_from_hf(canonical_hf_state, config) -> qkv_state`` and
     ``state_to_hf(qkv_state, model) -> canonical_hf_state``: pure renames/reshapes; they also
     run on meta tensors to derive the expected HF names and shapes of a model.
-    ``canonical_names(hf_state) -> hf_state`` adds/removes prefixes of other spellings.
+    ``canonical_names(hf_state, head) -> hf_state`` adds/removes prefixes of other spellings.
     ``ignored(name) -> bool``: HF tensors that carry no weights (buffers such as position_ids).
     ``optional(name, config) -> bool``: HF tensors that may be absent (tied weights).
+    ``extra(name) -> bool``: HF tensors qkv has no module for (BERT's pooler): kept verbatim on
+    the loaded model (``model.hf_extras``) and written back by ``save(format="hf")``.
+    ``mismatch(model) -> str | None``: why a qkv model cannot be written in this format.
     """
 
     model_type: str
@@ -45,10 +49,11 @@ class Adapter:
     config_to_hf: Callable[[nn.Module], dict[str, Any]]
     state_from_hf: Callable[[StateDict, Any], StateDict]
     state_to_hf: Callable[[StateDict, nn.Module], StateDict]
-    canonical_names: Callable[[StateDict], StateDict]
+    canonical_names: Callable[[StateDict, str], StateDict]
     ignored: Callable[[str], bool]
     optional: Callable[[str, Any], bool]
-    matches: Callable[[nn.Module], bool]
+    mismatch: Callable[[nn.Module], str | None]
+    extra: Callable[[str], bool] = lambda name: False
 
 
 def hf_value(hf: dict[str, Any], *names: str, default: Any = None) -> Any:

@@ -91,6 +91,6 @@ def pretrained(name: str, *, dtype: object = None, device: str = "cpu") -> nn.Mo
 
         >>> model = qkv.pretrained("all-minilm-l6-v2")   # qkv BertModel, 6 layers
     """
-    from qkv.io.load import load
+    from qkv.io.api import load
 
     return load(pretrained_path(name), dtype=dtype, device=device)  # type: ignore[arg-type]

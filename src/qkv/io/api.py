@@ -1,0 +1,98 @@
+"""``qkv.load`` and ``qkv.save``: one entry point for qkv checkpoints and Hugging Face model
+directories (GPT-2, Llama, BERT)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from qkv.io.checkpoint import is_qkv_config, load_qkv, save_qkv
+from qkv.io.files import read_json
+from qkv.io.hf import load_hf, save_hf, supported
+from qkv.io.state import finish
+from qkv.io.tokenizer import Tokenizer
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Open a model directory as a qkv model in eval mode.
+
+    ``path`` is a qkv checkpoint (``config.json`` with ``"format": "qkv"`` +
+    ``model.safetensors``, see :mod:`qkv.io.checkpoint`) or a Hugging Face directory
+    (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) of GPT-2
+    (GPT2LMHeadModel / GPT2Model), Llama (LlamaForCausalLM / LlamaModel) or BERT (BertModel,
+    BertForMaskedLM, sentence-transformers directories).
+    ``dtype`` casts the weights (default: as stored); ``device`` moves them.
+
+    GPT-2 and Llama give a :class:`qkv.models.GPT`, BertModel a :class:`qkv.models.Bert`,
+    BertForMaskedLM a :class:`qkv.models.BertForMaskedLM`. Every tensor is checked: a
+    missing/unexpected tensor, a wrong shape, or a truncated file raises ValueError naming
+    the file and the tensor.
+
+    Example::
+
+        >>> model = qkv.load("gpt2-dir", dtype=torch.bfloat16)
+        >>> logits = model(ids)    # (B, T, vocab)
+    """
+    location = Path(path)
+    if location.is_file():
+        location = location.parent  # config.json or a weights file inside the directory
+    if not location.is_dir():
+        raise FileNotFoundError(f"no model directory at {location}")
+    config_file = location / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{config_file} not found: a model directory needs config.json beside its weights "
+            f"(qkv checkpoints, or Hugging Face {supported()})"
+        )
+    raw = read_json(config_file)
+    model = load_qkv(location, raw) if is_qkv_config(raw) else load_hf(location, raw)
+    return finish(model, dtype, device)
+
+
+def save(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    format: Literal["qkv", "hf"] = "qkv",
+    *,
+    tokenizer: Tokenizer | None = None,
+) -> Path:
+    """Write ``model`` into directory ``path`` (created if needed); returns the directory.
+
+    ``format="qkv"``: ``model.safetensors`` + ``config.json`` holding the qkv config (see
+    :mod:`qkv.io.checkpoint`); :func:`load` restores the exact model. ``format="hf"``: a
+    Hugging Face directory (``config.json`` with ``model_type``/``architectures``,
+    ``model.safetensors`` with HF names) that ``transformers``' ``from_pretrained`` opens as
+    GPT2LMHeadModel, LlamaForCausalLM, BertModel or BertForMaskedLM. ``tokenizer`` is saved
+    beside the weights when given. Each file is written atomically (temp file, fsync,
+    rename), weights before config.json, so an interrupted save never leaves a directory
+    that loads wrong weights.
+
+    Example::
+
+        >>> qkv.save(model, "runs/baby-gpt")              # qkv format
+        >>> qkv.save(model, "export/gpt2", format="hf")   # transformers can open it
+    """
+    if format not in ("qkv", "hf"):
+        raise ValueError(f"format must be 'qkv' or 'hf', got {format!r}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} exists and is not a directory; save needs a directory path")
+    directory.mkdir(parents=True, exist_ok=True)
+    if format == "qkv":
+        save_qkv(model, directory)
+    else:
+        save_hf(model, directory)
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    return directory
