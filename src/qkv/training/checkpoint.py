@@ -254,3 +254,15 @@ def best_checkpoint(run_dir: Path) -> CheckpointInfo | None:
     """The checkpoint with the lowest validation loss, if any was evaluated."""
     scored = [c for c in list_checkpoints(run_dir) if c.val_loss is not None]
     return min(scored, key=lambda c: c.val_loss) if scored else None  # type: ignore[arg-type,return-value]
+
+
+def load_for_inference(path: str | Path, *, device: str = "cpu") -> tuple[nn.Module, Any, Path]:
+    """(model in eval mode, qkv tokenizer, checkpoint dir) from a run or checkpoint folder."""
+    import qkv
+
+    directory = resolve_checkpoint(path)
+    model = qkv.load(directory, device=device)
+    if not (directory / "tokenizer.json").is_file() and not (directory / "vocab.txt").is_file():
+        raise FileNotFoundError(f"{directory} has no tokenizer.json; it is not a qkv train output")
+    tokenizer = qkv.load_tokenizer(directory)
+    return model, tokenizer, directory

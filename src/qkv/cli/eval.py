@@ -1,0 +1,122 @@
+"""``qkv eval DIR --data PATH``: loss, perplexity and bits per character / byte on a text.
+
+Every token after the first is predicted once (consecutive context windows). Bits per
+character (char tokenizer) = total nats / characters predicted / ln 2; bits per byte (BPE) =
+total nats / UTF-8 bytes predicted / ln 2, comparable across tokenizers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a trained model on a text",
+        description="Cross-entropy loss, perplexity and bits per character (char tokenizer) or "
+        "per byte (BPE) of a `qkv train` checkpoint on a UTF-8 text file or folder.",
+    )
+    parser.add_argument("checkpoint", metavar="DIR", help="run directory or checkpoint folder")
+    parser.add_argument("--data", required=True, help="UTF-8 text file or folder of .txt files")
+    parser.add_argument(
+        "--split",
+        choices=("all", "train", "val"),
+        default="all",
+        help="evaluate all of the text, or its first 90%% / last 10%% (default: all)",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="for --split")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    return parser
+
+
+def token_bytes(backend: Any) -> list[int]:
+    """UTF-8 bytes each token id stands for (0 for special tokens).
+
+    Byte-level BPE writes each byte as one printable character, so a token's byte count is
+    its string's length; a char-level token is one character of len(char.encode()) bytes.
+    """
+    import json
+
+    specials = {t.content for t in backend.get_added_tokens_decoder().values()}
+    byte_level = json.loads(backend.to_str())["model"]["type"] == "BPE"
+    sizes = []
+    for index in range(backend.get_vocab_size()):
+        token = backend.id_to_token(index) or ""
+        if token in specials:
+            sizes.append(0)
+        else:
+            sizes.append(len(token) if byte_level else len(token.encode("utf-8")))
+    return sizes
+
+
+def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, device: str):
+    """(total nats, predicted token ids (N,)) of a causal LM over ``tokens``."""
+    import torch
+    import torch.nn.functional as F
+
+    from qkv.data.batches import sequential_windows
+
+    total = 0.0
+    targets_seen = []
+    with torch.inference_mode():
+        for inputs, targets in sequential_windows(
+            tokens, block_size=block_size, batch_size=batch_size
+        ):
+            logits = model(inputs.to(device))  # (B, T, V)
+            nats = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1).to(device),
+                reduction="sum",
+            )  # fmt: skip
+            total += float(nats)
+            targets_seen.append(targets.reshape(-1))
+    return total, torch.cat(targets_seen)
+
+
+def run(args: argparse.Namespace) -> int:
+    from qkv.cli.main import CliError
+    from qkv.data.corpus import read_corpus, split_point
+    from qkv.data.token_cache import cached_tokens
+    from qkv.models import GPT
+    from qkv.training.checkpoint import load_for_inference
+    from qkv.training.metrics import perplexity
+
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0 < args.val_fraction < 1:
+        raise CliError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    model, tokenizer, directory = load_for_inference(args.checkpoint, device=args.device)
+    if not isinstance(model, GPT):
+        raise CliError(
+            f"{directory} holds a {type(model).__name__}; qkv eval measures causal language "
+            "models (GPT checkpoints)"
+        )
+    corpus = read_corpus(args.data)
+    tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer.backend)
+    cut = split_point(len(tokens), args.val_fraction)
+    tokens = {"all": tokens, "train": tokens[:cut], "val": tokens[cut:]}[args.split]
+    if len(tokens) < 2:
+        raise CliError(f"{args.data} ({args.split}) has {len(tokens)} tokens; need at least 2")
+    total, targets = evaluate_text(
+        model, tokens, block_size=model.config.n_positions, batch_size=args.batch_size,
+        device=args.device,
+    )  # fmt: skip
+    loss = total / len(targets)
+    sizes = token_bytes(tokenizer.backend)
+    import json
+
+    char_level = json.loads(tokenizer.backend.to_str())["model"]["type"] == "WordLevel"
+    if char_level:
+        units, unit = len(targets), "character"
+    else:
+        units, unit = sum(sizes[i] for i in targets.tolist()), "byte"
+    print(f"checkpoint   {directory}")
+    print(f"data         {corpus.source} ({args.split}, {len(targets):,} tokens predicted)")
+    print(f"loss         {loss:.4f} nats/token")
+    print(f"perplexity   {perplexity(loss):.3f}")
+    label = f"bits/{unit}"
+    print(f"{label:<13}{total / max(units, 1) / math.log(2):.4f}")
+    return 0
