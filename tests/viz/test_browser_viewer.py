@@ -190,3 +190,48 @@ def test_formula_check_flags_a_wrong_head_output(browser: webdriver.Chrome, tmp_
     assert float(check.get_attribute("data-max-abs-diff")) == pytest.approx(0.05, rel=1e-3)
     assert "bad" in check.get_attribute("class").split()
     assert _console_errors(browser) == []
+
+
+def _llama_nano_capture():
+    from qkv.models import build, preset
+    from qkv.viz.capture import capture_ids
+
+    model = build(preset("llama-nano"))  # random weights; rotary, grouped-query (4 q / 2 kv heads)
+    return capture_ids(model, torch.randint(0, 512, (24,)), model_name="llama-nano")
+
+
+def _minilm_capture():
+    from qkv.viz.capture import capture
+    from qkv.viz.model_source import open_model
+
+    try:
+        opened = open_model(None)  # the pretrained all-minilm-l6-v2 that installs with qkv
+    except (FileNotFoundError, ValueError) as error:
+        pytest.skip(f"pretrained all-minilm-l6-v2 not available: {error}")
+    return capture(
+        opened.model, opened.tokenizer, "The cat sat on the mat.", model_name=opened.name
+    )
+
+
+@pytest.mark.parametrize("make", [_llama_nano_capture, _minilm_capture], ids=["llama", "minilm"])
+def test_formula_panel_agrees_with_real_models(
+    browser: webdriver.Chrome, tmp_path: Path, make
+) -> None:
+    """The JS recomputation of z from the embedded q, k, v matches what the model computed:
+    every head of a causal rotary GQA decoder, two heads a layer of the pretrained encoder."""
+    cap = make()
+    _open(browser, write_html(cap, tmp_path / "model.html"))
+    layers, heads, tokens, _ = cap.weights.shape
+    worst = 0.0
+    for layer in range(layers):
+        for head in range(heads) if heads <= 4 else (layer % heads, heads - 1 - layer):
+            tile = f'#overview canvas[data-layer="{layer}"][data-head="{head}"]'
+            browser.find_element(By.CSS_SELECTOR, tile).click()
+            query = (layer * heads + head) % tokens
+            browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-q")[query].click()
+            check = browser.find_element(By.ID, "formula-check")
+            assert check.text.startswith("check: max |z − z_model|")
+            worst = max(worst, float(check.get_attribute("data-max-abs-diff")))
+            assert float(check.get_attribute("data-max-abs-diff-weights")) < 1e-4
+    assert worst < 1e-4
+    assert _console_errors(browser) == []
