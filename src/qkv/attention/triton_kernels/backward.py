@@ -22,6 +22,7 @@ from qkv.attention.triton_kernels.scores import (
     query_range,
     score_mod,
     sequence_bounds,
+    to_dtype,
 )
 
 
@@ -31,7 +32,7 @@ def _dkdv_tile(
     k_idx, q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale, softcap,
     left, right, D_K, D_V,
     HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, MASK_KIND: tl.constexpr,
-    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, DOT_FP32: tl.constexpr,
+    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, EMULATE_BF16: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):  # fmt: skip
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -45,19 +46,19 @@ def _dkdv_tile(
     do = tl.load(do_ptrs, mask=do_mask, other=0.0)
     lse = tl.load(l_base + offs_m * stride_ln, mask=row_ok, other=float("inf"))
     delta = tl.load(d_base + offs_m * stride_ln, mask=row_ok, other=0.0)
-    qk_t = matmul(k, tl.trans(q), DOT_FP32)  # (BLOCK_N, BLOCK_M): keys × queries
+    qk_t = matmul(k, tl.trans(q), EMULATE_BF16)  # (BLOCK_N, BLOCK_M): keys × queries
     s_t, dcap_t = score_mod(
         qk_t, offs_m[None, :], k_idx, q_len, k_len, offset, mask_base, stride_mm, stride_mn,
         slope, scale, softcap, left, right,
         HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP,
     )  # fmt: skip
     p_t = tl.exp2(s_t - lse[None, :])
-    dv += matmul(p_t.to(do.dtype), do, DOT_FP32)
-    dp_t = matmul(v, tl.trans(do), DOT_FP32)
+    dv += matmul(to_dtype(p_t, do.dtype, EMULATE_BF16), do, EMULATE_BF16)
+    dp_t = matmul(v, tl.trans(do), EMULATE_BF16)
     ds_t = p_t * (dp_t - delta[None, :])
     if HAS_SOFTCAP:
         ds_t = ds_t * dcap_t
-    dk += matmul(ds_t.to(q.dtype), q, DOT_FP32)
+    dk += matmul(to_dtype(ds_t, q.dtype, EMULATE_BF16), q, EMULATE_BF16)
     return dk, dv
 
 
@@ -85,7 +86,7 @@ def attention_dkdv_kernel(
     HAS_SOFTCAP: tl.constexpr,
     VARLEN: tl.constexpr,
     HAS_KLEN: tl.constexpr,
-    DOT_FP32: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
     BLOCK_DK: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -99,7 +100,7 @@ def attention_dkdv_kernel(
     q_start, q_len, k_start, k_len, offset = sequence_bounds(
         b, CU_Q, CU_K, KLEN, N_Q, N_K, VARLEN, HAS_KLEN
     )
-    if VARLEN:
+    if VARLEN:  # noqa: SIM102  (a compile-time guard: Triton cannot `and` it with a tensor)
         if start_n * BLOCK_N >= k_len:
             return
     b64 = b.to(tl.int64)
@@ -118,6 +119,8 @@ def attention_dkdv_kernel(
     dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
     k_idx = offs_n[:, None]
     lo, hi = query_range(start_n, q_len, offset, left, right, HAS_LEFT, HAS_RIGHT, BLOCK_M, BLOCK_N)
+    if HAS_KLEN:  # a tile wholly past this sequence's keys: nothing to accumulate, store zeros
+        hi = tl.where(start_n * BLOCK_N < k_len, hi, lo)
     q_row = q_start.to(tl.int64)
     for g in range(0, GROUPS):
         h = h_kv * GROUPS + g
@@ -137,7 +140,7 @@ def attention_dkdv_kernel(
                         dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don,
                         stride_ln, start_m, k_idx, q_len, k_len, offset, mask_base, stride_mm,
                         stride_mn, slope, scale, softcap, left, right, D_K, D_V, HAS_LEFT,
-                        HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, DOT_FP32, BLOCK_M,
+                        HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, EMULATE_BF16, BLOCK_M,
                         BLOCK_DK, BLOCK_DV,
                     )  # fmt: skip
             else:
@@ -145,7 +148,7 @@ def attention_dkdv_kernel(
                     dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don,
                     stride_ln, start_m, k_idx, q_len, k_len, offset, mask_base, stride_mm,
                     stride_mn, slope, scale, softcap, left, right, D_K, D_V, HAS_LEFT,
-                    HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, DOT_FP32, BLOCK_M,
+                    HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, EMULATE_BF16, BLOCK_M,
                     BLOCK_DK, BLOCK_DV,
                 )  # fmt: skip
 
@@ -154,8 +157,18 @@ def attention_dkdv_kernel(
     dv_base = DV + b64 * stride_dvb + h_kv * stride_dvh + k_start.to(tl.int64) * stride_dvn
     dk_ptrs = dk_base + offs_n[:, None] * stride_dkn + offs_dk[None, :]
     dv_ptrs = dv_base + offs_n[:, None] * stride_dvn + offs_dv[None, :]
-    tl.store(dk_ptrs, dk.to(DK.dtype.element_ty), mask=k_mask)
-    tl.store(dv_ptrs, dv.to(DV.dtype.element_ty), mask=v_mask)
+    # Padded batches own every row up to N_K (keys past a sequence's length get zero grads);
+    # packed sequences own only their own rows.
+    if VARLEN:
+        rows_owned = col_ok
+    else:
+        rows_owned = offs_n < N_K
+    dk_mask = rows_owned[:, None] & (offs_dk[None, :] < D_K)
+    dv_mask = rows_owned[:, None] & (offs_dv[None, :] < D_V)
+    dk = to_dtype(dk, DK.dtype.element_ty, EMULATE_BF16)
+    tl.store(dk_ptrs, dk.to(DK.dtype.element_ty), mask=dk_mask)
+    dv = to_dtype(dv, DV.dtype.element_ty, EMULATE_BF16)
+    tl.store(dv_ptrs, dv.to(DV.dtype.element_ty), mask=dv_mask)
 
 
 @triton.jit
@@ -163,7 +176,7 @@ def _dq_tile(
     dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx, q_len, k_len,
     offset, mask_base, stride_mm, stride_mn, slope, scale, softcap, left, right, D_K, D_V,
     HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, MASK_KIND: tl.constexpr,
-    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, DOT_FP32: tl.constexpr,
+    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, EMULATE_BF16: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):  # fmt: skip
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -173,18 +186,18 @@ def _dq_tile(
     v_mask = (offs_n[:, None] < k_len) & (offs_dv[None, :] < D_V)
     k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_dk[None, :], mask=k_mask, other=0.0)
     v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_dv[None, :], mask=v_mask, other=0.0)
-    qk = matmul(q, tl.trans(k), DOT_FP32)  # (BLOCK_M, BLOCK_N)
+    qk = matmul(q, tl.trans(k), EMULATE_BF16)  # (BLOCK_M, BLOCK_N)
     s, dcap = score_mod(
         qk, q_idx, offs_n[None, :], q_len, k_len, offset, mask_base, stride_mm, stride_mn,
         slope, scale, softcap, left, right,
         HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP,
     )  # fmt: skip
     p = tl.exp2(s - lse[:, None])
-    dp = matmul(do, tl.trans(v), DOT_FP32)
+    dp = matmul(do, tl.trans(v), EMULATE_BF16)
     ds = p * (dp - delta[:, None])
     if HAS_SOFTCAP:
         ds = ds * dcap
-    dq += matmul(ds.to(k.dtype), k, DOT_FP32)
+    dq += matmul(to_dtype(ds, k.dtype, EMULATE_BF16), k, EMULATE_BF16)
     return dq
 
 
@@ -211,7 +224,7 @@ def attention_dq_kernel(
     HAS_SOFTCAP: tl.constexpr,
     VARLEN: tl.constexpr,
     HAS_KLEN: tl.constexpr,
-    DOT_FP32: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
     BLOCK_DK: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -226,7 +239,7 @@ def attention_dq_kernel(
     q_start, q_len, k_start, k_len, offset = sequence_bounds(
         b, CU_Q, CU_K, KLEN, N_Q, N_K, VARLEN, HAS_KLEN
     )
-    if VARLEN:
+    if VARLEN:  # noqa: SIM102  (a compile-time guard: Triton cannot `and` it with a tensor)
         if start_m * BLOCK_M >= q_len:
             return
     b64 = b.to(tl.int64)
@@ -264,16 +277,17 @@ def attention_dq_kernel(
                     dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                     q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
                     softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                    HAS_SOFTCAP, DOT_FP32, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                    HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
                 )  # fmt: skip
         else:
             dq = _dq_tile(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
                 softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                HAS_SOFTCAP, DOT_FP32, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
             )  # fmt: skip
     dq = dq * scale
     dq_base = DQ + b64 * stride_dqb + h * stride_dqh + q_row * stride_dqn
     dq_ptrs = dq_base + offs_m[:, None] * stride_dqn + offs_dk[None, :]
+    dq = to_dtype(dq, DQ.dtype.element_ty, EMULATE_BF16)
     tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_mask)

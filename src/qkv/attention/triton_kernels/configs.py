@@ -70,9 +70,7 @@ def prune(configs: list[triton.Config], named_args: dict[str, Any], **kwargs: An
         kept.append(config)
     if not kept:  # a masked launch: the fixed tile with every warp/stage choice
         kept = [
-            triton.Config(
-                {"BLOCK_M": MASK_TILE, "BLOCK_N": MASK_TILE}, num_warps=w, num_stages=s
-            )
+            triton.Config({"BLOCK_M": MASK_TILE, "BLOCK_N": MASK_TILE}, num_warps=w, num_stages=s)
             for w in (4, 8)
             for s in (2, 3)
         ]

@@ -12,7 +12,13 @@ import triton
 import triton.language as tl
 
 from qkv.attention.triton_kernels.configs import FORWARD_CONFIGS, autotune
-from qkv.attention.triton_kernels.scores import key_range, matmul, score_mod, sequence_bounds
+from qkv.attention.triton_kernels.scores import (
+    key_range,
+    matmul,
+    score_mod,
+    sequence_bounds,
+    to_dtype,
+)
 
 
 @triton.jit
@@ -45,7 +51,7 @@ def _forward_tile(
     MASK_KIND: tl.constexpr,
     HAS_ALIBI: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
-    DOT_FP32: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_DK: tl.constexpr,
     BLOCK_DV: tl.constexpr,
@@ -55,7 +61,7 @@ def _forward_tile(
     offs_dv = tl.arange(0, BLOCK_DV)
     k_mask = (offs_n[:, None] < k_len) & (offs_dk[None, :] < D_K)
     k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_dk[None, :], mask=k_mask, other=0.0)
-    qk = matmul(q, tl.trans(k), DOT_FP32)  # (BLOCK_M, BLOCK_N)
+    qk = matmul(q, tl.trans(k), EMULATE_BF16)  # (BLOCK_M, BLOCK_N)
     s, _ = score_mod(
         qk, q_idx, offs_n[None, :], q_len, k_len, offset, mask_base, stride_mm, stride_mn,
         slope, scale, softcap, left, right,
@@ -69,7 +75,7 @@ def _forward_tile(
     l_i = l_i * alpha + tl.sum(p, 1)
     v_mask = (offs_n[:, None] < k_len) & (offs_dv[None, :] < D_V)
     v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_dv[None, :], mask=v_mask, other=0.0)
-    acc = acc * alpha[:, None] + matmul(p.to(v.dtype), v, DOT_FP32)
+    acc = acc * alpha[:, None] + matmul(to_dtype(p, v.dtype, EMULATE_BF16), v, EMULATE_BF16)
     return acc, m_new, l_i
 
 
@@ -95,7 +101,7 @@ def attention_forward_kernel(
     HAS_SOFTCAP: tl.constexpr,
     VARLEN: tl.constexpr,
     HAS_KLEN: tl.constexpr,
-    DOT_FP32: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
     BLOCK_DK: tl.constexpr,
     BLOCK_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -110,7 +116,7 @@ def attention_forward_kernel(
     q_start, q_len, k_start, k_len, offset = sequence_bounds(
         b, CU_Q, CU_K, KLEN, N_Q, N_K, VARLEN, HAS_KLEN
     )
-    if VARLEN:
+    if VARLEN:  # noqa: SIM102  (a compile-time guard: Triton cannot `and` it with a tensor)
         if start_m * BLOCK_M >= q_len:
             return
     b64 = b.to(tl.int64)
@@ -141,14 +147,14 @@ def attention_forward_kernel(
                     acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                     q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
                     softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                    HAS_SOFTCAP, DOT_FP32, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                    HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
                 )  # fmt: skip
         else:
             acc, m_i, l_i = _forward_tile(
                 acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
                 softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                HAS_SOFTCAP, DOT_FP32, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
             )  # fmt: skip
 
     # Rows with no allowed key: output 0 and log-sum-exp +inf (so the backward sees p = 0).
@@ -158,6 +164,7 @@ def attention_forward_kernel(
     o_base = O + b64 * stride_ob + h * stride_oh + q_start.to(tl.int64) * stride_on
     o_mask = (offs_m[:, None] < q_len) & (offs_dv[None, :] < D_V)
     o_ptrs = o_base + offs_m[:, None] * stride_on + offs_dv[None, :]
+    out = to_dtype(out, O.dtype.element_ty, EMULATE_BF16)
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=o_mask)
     l_base = LSE + b64 * stride_lb + h * stride_lh + q_start.to(tl.int64) * stride_ln
     tl.store(l_base + offs_m * stride_ln, lse, mask=offs_m < q_len)

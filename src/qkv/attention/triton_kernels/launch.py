@@ -108,7 +108,7 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
         "HAS_SOFTCAP": problem.softcap is not None,
         "VARLEN": problem.varlen,
         "HAS_KLEN": problem.key_lengths is not None,
-        "DOT_FP32": INTERPRET and q.dtype == torch.bfloat16,
+        "EMULATE_BF16": INTERPRET and q.dtype == torch.bfloat16,
         "BLOCK_DK": max(16, triton.next_power_of_2(shape["d_k"])),
         "BLOCK_DV": max(16, triton.next_power_of_2(shape["d_v"])),
     }

@@ -41,7 +41,9 @@ class Problem:
 
     def __post_init__(self) -> None:
         if self.mask_kind not in (0, 1, 2):
-            raise ValueError(f"mask_kind must be 0 (none), 1 (bool) or 2 (float), got {self.mask_kind}")
+            raise ValueError(
+                f"mask_kind must be 0 (none), 1 (bool) or 2 (float), got {self.mask_kind}"
+            )
         if (self.mask is None) != (self.mask_kind == 0):
             raise ValueError("mask and mask_kind disagree: pass both or neither")
         if (self.cu_seqlens_q is None) != (self.cu_seqlens_k is None):

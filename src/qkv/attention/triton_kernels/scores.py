@@ -14,17 +14,41 @@ LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
-def matmul(a, b, DOT_FP32: tl.constexpr):
+def matmul(a, b, EMULATE_BF16: tl.constexpr):
     """``tl.dot(a, b)`` accumulating in float32.
 
-    DOT_FP32 upcasts the operands first: the interpreter's dot mishandles bfloat16 (numpy has
-    no bfloat16), and the values are unchanged by the upcast, so results match the GPU path
-    up to summation order.
+    EMULATE_BF16 (interpreter only): the interpreter's dot misreads bfloat16 (numpy has no
+    bfloat16), so bf16 operands arrive as float32 tensors holding bf16 values (see
+    :func:`to_dtype`) and are multiplied as such — the GPU's products, summed in float32.
     """
-    if DOT_FP32:
+    if EMULATE_BF16:
         a = a.to(tl.float32)
         b = b.to(tl.float32)
     return tl.dot(a, b)
+
+
+@triton.jit
+def round_to_bf16(x):
+    """float32 → nearest bfloat16 value (ties to even), kept in float32."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = bits + 0x7FFF + ((bits >> 16) & 1)
+    bits = bits & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def to_dtype(x, dtype: tl.constexpr, EMULATE_BF16: tl.constexpr):
+    """``x.to(dtype)`` with the GPU's rounding.
+
+    The interpreter converts float32 to bfloat16 by truncation, a biased error the GPU does not
+    make; under EMULATE_BF16 the value is rounded to nearest here and stays float32 (a later
+    conversion of an exact bf16 value is exact).
+    """
+    if EMULATE_BF16:
+        y = round_to_bf16(x)
+    else:
+        y = x.to(dtype)
+    return y
 
 
 @triton.jit
