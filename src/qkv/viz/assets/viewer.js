@@ -46,9 +46,9 @@
     const shown = s.replace(/\n/g, "⏎").replace(/\t/g, "⇥");
     return shown.length > n ? shown.slice(0, n - 1) + "…" : shown;
   }
-  function fmtVector(v, n) {
-    const parts = Array.from(v.slice(0, n), fmt);
-    return "[" + parts.join(", ") + (v.length > n ? ", … (" + v.length + " dims)" : "") + "]";
+  function fmtVector(v, n) {  // the first n entries and the last, as `qkv explain` prints them
+    if (v.length <= n + 1) return "[" + Array.from(v, fmt).join(", ") + "]";
+    return "[" + Array.from(v.slice(0, n), fmt).join(", ") + ", …, " + fmt(v[v.length - 1]) + "]";
   }
   function el(tag, text, cls) {
     const node = document.createElement(tag);
@@ -288,6 +288,30 @@
   }
 
   // ---- the formula panel: softmax(q·k / sqrt(d_k)) v for one query, recomputed here ---------
+  // The steps and their numbers follow `qkv explain`. Arithmetic is float64 on the exact
+  // float32 q, k, v, so the check measures the model against the formula.
+  function attentionFor(l, h, i) {
+    const q = row(Q, DK, l, h, i), dots = [], scores = [];
+    for (let j = 0; j < T; j++) {
+      const k = row(K, DK, l, h, j);
+      let dot = 0;
+      for (let d = 0; d < DK; d++) dot += q[d] * k[d];
+      dots.push(dot);
+      scores.push(data.causal && j > i ? -Infinity : dot * data.scale);
+    }
+    // exp(s_j) as in the formula; shift by the max only where exp would overflow float64.
+    const top = Math.max(...scores), shift = top > 700 ? top : 0;
+    const exps = scores.map((s) => (s === -Infinity ? 0 : Math.exp(s - shift)));
+    const total = exps.reduce((a, b) => a + b, 0);
+    const probs = exps.map((e) => (total > 0 ? e / total : 0));
+    const z = new Float64Array(DV);
+    const weighted = probs.map((p, j) => {
+      const v = row(V, DV, l, h, j), out = new Float64Array(DV);
+      for (let d = 0; d < DV; d++) { out[d] = p * v[d]; z[d] += out[d]; }
+      return out;
+    });
+    return { q, dots, scores, shift, exps, total, probs, weighted, z };
+  }
   function drawFormula() {
     const root = $("formula");
     while (root.firstChild) root.removeChild(root.firstChild);
@@ -296,59 +320,44 @@
       root.appendChild(el("p", "Click a token (a heatmap row or a token in the lines view) to see how its output is computed.", "muted"));
       return;
     }
-    const l = state.layer, h = state.head, q = row(Q, DK, l, h, i);
-    const scores = [], logits = [];
-    for (let j = 0; j < T; j++) {
-      const k = row(K, DK, l, h, j);
-      let dot = 0;
-      for (let d = 0; d < DK; d++) dot += q[d] * k[d];
-      scores.push(dot);
-      logits.push(data.causal && j > i ? -Infinity : dot * data.scale);
-    }
-    const top = Math.max(...logits);
-    const exps = logits.map((s) => (s === -Infinity ? 0 : Math.exp(s - top)));
-    const total = exps.reduce((a, b) => a + b, 0);
-    const probs = exps.map((e) => e / total);
-    const z = new Float64Array(DV);
-    const weighted = probs.map((p, j) => {
-      const v = row(V, DV, l, h, j), out = new Float64Array(DV);
-      for (let d = 0; d < DV; d++) { out[d] = p * v[d]; z[d] += out[d]; }
-      return out;
-    });
+    const l = state.layer, h = state.head, a = attentionFor(l, h, i);
     const model = row(Z, DV, l, h, i), modelW = row(W, T, l, h, i);
     let diffZ = 0, diffW = 0;
-    for (let d = 0; d < DV; d++) diffZ = Math.max(diffZ, Math.abs(z[d] - model[d]));
-    for (let j = 0; j < T; j++) diffW = Math.max(diffW, Math.abs(probs[j] - modelW[j]));
+    for (let d = 0; d < DV; d++) diffZ = Math.max(diffZ, Math.abs(a.z[d] - model[d]));
+    for (let j = 0; j < T; j++) diffW = Math.max(diffW, Math.abs(a.probs[j] - modelW[j]));
+    const standard = Math.abs(data.scale - 1 / Math.sqrt(DK)) < 1e-6 * data.scale;
+    const scaleName = standard ? "1/√d_k" : "scale";
+    const expName = a.shift ? "exp(s_j − " + fmt(a.shift) + ")" : "exp(s_j)";
 
-    const scaleIsStandard = Math.abs(data.scale - 1 / Math.sqrt(DK)) < 1e-6 * data.scale;
-    const scaleNote = scaleIsStandard
-      ? "1/√d_k = 1/√" + DK + " = " + fmt(data.scale) : "scale = " + fmt(data.scale) + " (the model's; 1/√d_k would be " + fmt(1 / Math.sqrt(DK)) + ")";
     root.appendChild(el("p", "Layer " + l + ", head " + h + ", query token " + i + " " + JSON.stringify(tokens[i]) +
-      ". " + (data.causal ? "Causal: keys after the query are masked (−∞)." : "Not causal: every key is visible.") +
-      " Computed here from the embedded q, k, v over all " + T + " tokens (special ones included, as in the model)."));
-    root.appendChild(el("div", "q_" + i + " = " + fmtVector(q, 6), "vector"));
-
+      ". d_k = " + DK + ", " + (standard ? "1/√d_k = " + fmt(data.scale) : "scale = " + fmt(data.scale) +
+      " (the model's; 1/√d_k would be " + fmt(1 / Math.sqrt(DK)) + ")") + "; " +
+      (data.causal ? "causal: keys after the query are masked (−∞)." : "bidirectional: every key is visible.") +
+      " Over all " + T + " tokens, special ones included, as in the model."));
+    root.appendChild(el("div", "1. the query q_" + i + " = " + fmtVector(a.q, 6), "vector"));
+    root.appendChild(el("div", "2–6. each key k_j: score s_j = q·k_j × " + scaleName + " (+ mask), softmax over j; " +
+      "7. each weight times its value", "vector"));
     const table = el("table"), head = el("tr");
-    for (const name of ["j", "token", "k_j", "q·k_j", scaleIsStandard ? "× 1/√d_k" : "× scale", "mask",
-      "exp(s_j − max)", "softmax a_j", "a_j · v_j"]) head.appendChild(el("th", name));
+    for (const name of ["j", "token", "k_j (" + DK + " dims)", "q·k_j", "× " + scaleName, "mask", expName,
+      "a_j", "v_j (" + DV + " dims)", "a_j · v_j"]) head.appendChild(el("th", name));
     table.appendChild(head);
-    const best = probs.indexOf(Math.max(...probs));
+    const best = a.probs.indexOf(Math.max(...a.probs));
     for (let j = 0; j < T; j++) {
-      const tr = el("tr");
-      const masked = logits[j] === -Infinity;
+      const tr = el("tr"), masked = a.scores[j] === -Infinity;
       tr.className = (masked ? "masked " : "") + (special[j] ? "special " : "") + (j === best ? "top" : "");
-      const cells = [String(j), shortToken(tokens[j], 16), fmtVector(row(K, DK, l, h, j), 3), fmt(scores[j]),
-        masked ? "—" : fmt(scores[j] * data.scale), masked ? "−∞" : "0", fmt(exps[j]), fmt(probs[j]),
-        fmtVector(weighted[j], 3)];
+      const cells = [String(j), shortToken(tokens[j], 16), fmtVector(row(K, DK, l, h, j), 2), fmt(a.dots[j]),
+        masked ? "—" : fmt(a.scores[j]), masked ? "−∞" : "0", fmt(a.exps[j]), fmt(a.probs[j]),
+        fmtVector(row(V, DV, l, h, j), 2), fmtVector(a.weighted[j], 2)];
       cells.forEach((text, c) => tr.appendChild(el("td", text, c === 1 ? "tok" : "")));
       tr.children[1].title = tokens[j];
       table.appendChild(tr);
     }
     root.appendChild(table);
-    root.appendChild(el("div", scaleNote + "; max over j of the scaled score = " + fmt(top) +
-      "; Σ_j exp(s_j − max) = " + fmt(total) + "; a_j = exp(s_j − max) / Σ", "vector"));
-    root.appendChild(el("div", "z_" + i + " = Σ_j a_j · v_j = " + fmtVector(z, 6), "vector"));
-    root.appendChild(el("div", "z_" + i + " from the model  = " + fmtVector(model, 6), "vector"));
+    const sumA = a.probs.reduce((x, y) => x + y, 0);
+    root.appendChild(el("div", "Σ_j " + expName + " = " + fmt(a.total) + ";  a_j = " + expName + " / Σ;  Σ_j a_j = " +
+      sumA.toFixed(6), "vector"));
+    root.appendChild(el("div", "8. z_" + i + " = Σ_j a_j · v_j = " + fmtVector(a.z, 6), "vector"));
+    root.appendChild(el("div", "   the model's head output = " + fmtVector(model, 6), "vector"));
     const ok = diffZ < CHECK_TOLERANCE && diffW < CHECK_TOLERANCE;
     const check = el("div", "check: max |z − z_model| = " + diffZ.toExponential(2) + ", max |a − a_model| = " +
       diffW.toExponential(2) + (ok ? "  ✓ (< " + CHECK_TOLERANCE + ")" : "  ✗ (tolerance " + CHECK_TOLERANCE + ")"),
