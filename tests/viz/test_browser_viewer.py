@@ -74,10 +74,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
         driver.quit()
 
 
-def _open(driver: webdriver.Chrome, path: Path) -> None:
+def _open_plain(driver: webdriver.Chrome, path: Path) -> None:
     driver.get_log("browser")  # drop anything from earlier pages
     driver.get_log("performance")
     driver.get(path.as_uri())
+
+
+def _open(driver: webdriver.Chrome, path: Path) -> None:
+    _open_plain(driver, path)
     assert driver.execute_script("return document.body.dataset.ready") == "true"
 
 
@@ -234,4 +238,31 @@ def test_formula_panel_agrees_with_real_models(
             worst = max(worst, float(check.get_attribute("data-max-abs-diff")))
             assert float(check.get_attribute("data-max-abs-diff-weights")) < 1e-4
     assert worst < 1e-4
+    assert _console_errors(browser) == []
+
+
+def test_two_notebook_views_coexist(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    """Two `_repr_html_` outputs on one page (as in a notebook) render independently."""
+    from qkv.viz.html import AttentionView
+
+    views = [
+        AttentionView(synthetic_capture(layers=1, heads=2, dim=4, seed=1)),
+        AttentionView(synthetic_capture(layers=2, heads=3, dim=4, seed=2)),
+    ]
+    page = tmp_path / "notebook.html"
+    page.write_text("<!DOCTYPE html><body>" + "".join(v._repr_html_() for v in views) + "</body>")
+    _open_plain(browser, page)
+    frames = browser.find_elements(By.TAG_NAME, "iframe")
+    assert len(frames) == 2
+    for frame, view in zip(frames, views):
+        browser.switch_to.frame(frame)
+        try:
+            assert browser.execute_script("return document.body.dataset.ready") == "true"
+            tiles = browser.find_elements(By.CSS_SELECTOR, "#overview canvas")
+            assert len(tiles) == view.capture.num_layers * view.capture.num_heads
+            browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-q")[1].click()
+            check = browser.find_element(By.ID, "formula-check")
+            assert float(check.get_attribute("data-max-abs-diff")) < 1e-4
+        finally:
+            browser.switch_to.default_content()
     assert _console_errors(browser) == []
