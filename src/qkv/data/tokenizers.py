@@ -28,9 +28,10 @@ TOKENIZER_KINDS: tuple[str, ...] = ("char", "bpe")
 UNK = "[UNK]"
 PAD = "[PAD]"
 MASK = "[MASK]"
-# GPT-2's pre-tokenizer never joins a newline with a following non-space character, so a
-# text cut at those points encodes to exactly the tokens of the whole text (tested).
-_SAFE_CUT = re.compile(r"(?<=\n)(?=\S)")
+# GPT-2's pre-tokenizer never puts a non-space character and a following newline in one piece,
+# and its pattern only looks ahead, so a text cut just before a newline that follows a
+# non-space character encodes to exactly the tokens of the whole text (tested).
+_SAFE_CUT = re.compile(r"(?<=\S)(?=\n)")
 
 
 def special_tokens(masked_lm: bool) -> list[str]:

@@ -9,8 +9,9 @@ from typing import Any
 class Progress:
     """Progress over optimizer steps ``[start, total)``; a no-op when disabled."""
 
-    def __init__(self, *, start: int, total: int, enabled: bool) -> None:
+    def __init__(self, *, start: int, total: int, enabled: bool, verbose: bool = True) -> None:
         self._bar: Any = None
+        self.verbose = verbose
         if enabled:
             from tqdm import tqdm
 
@@ -31,7 +32,7 @@ class Progress:
     def write(self, message: str) -> None:
         if self._bar is not None:
             self._bar.write(message, file=sys.stderr)
-        else:
+        elif self.verbose:
             print(message, file=sys.stderr)
 
     def close(self) -> None:

@@ -250,7 +250,10 @@ def _train(
 
     metrics = MetricsLog(out_dir / "metrics.jsonl", enabled=env.is_main)
     progress = Progress(
-        start=step, total=config.max_iters, enabled=config.progress and env.is_main and not quiet
+        start=step,
+        total=config.max_iters,
+        enabled=config.progress and env.is_main and not quiet,
+        verbose=env.is_main and not quiet,
     )
     tokens_per_step = config.batch_size * config.grad_accum * config.block_size
     model.train()
