@@ -74,9 +74,7 @@ def assert_precision(
     eps: float = 1e-3,
     **opts: object,
 ) -> None:
-    """Triton vs float64 reference, bounded by 2 × torch-in-``dtype`` vs float64 + eps
-    (eps relative to the largest exact value), for out and, with ``backward``, dq, dk, dv."""
-    grad = torch.randn(*q.shape[:-1], v.shape[-1], dtype=torch.float64)
+    """``qkv.attention(..., backend="triton")`` checked by :func:`assert_precision_of`."""
     mask = opts.get("mask")
 
     def with_mask(cast: torch.dtype):
@@ -84,22 +82,44 @@ def assert_precision(
             return opts
         return {**opts, "mask": mask.to(cast)}
 
-    exact = _grads(
-        lambda a, b, c: qkv.attention(a, b, c, backend="reference", **with_mask(torch.float64)),
-        q, k, v, grad, torch.float64, backward,
-    )  # fmt: skip
-    fast = _grads(
-        lambda a, b, c: qkv.attention(a, b, c, backend="triton", **with_mask(dtype)),
-        q, k, v, grad, dtype, backward,
-    )  # fmt: skip
-    lowp = _grads(
-        lambda a, b, c: lowp_attention(a, b, c, **with_mask(dtype)), q, k, v, grad, dtype, backward
+    assert_precision_of(
+        q,
+        k,
+        v,
+        dtype,
+        fast=lambda a, b, c: qkv.attention(a, b, c, backend="triton", **with_mask(dtype)),
+        exact=lambda a, b, c: qkv.attention(a, b, c, backend="reference", **with_mask(a.dtype)),
+        lowp=lambda a, b, c: lowp_attention(a, b, c, **with_mask(dtype)),
+        backward=backward,
+        eps=eps,
     )
-    for name, e, f, lo in zip(("out", "dq", "dk", "dv"), exact, fast, lowp):
+
+
+def assert_precision_of(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    dtype: torch.dtype,
+    *,
+    fast,
+    exact,
+    lowp,
+    backward: bool = True,
+    eps: float = 1e-3,
+) -> None:
+    """``fast`` in ``dtype`` vs ``exact`` in float64, bounded by 2 × ``lowp`` (in ``dtype``) vs
+    float64 + eps (eps relative to the largest exact value), for the output and, with
+    ``backward``, dq, dk, dv. q, k, v are float64 masters; outputs have q's shape but v's last dim.
+    """
+    grad = torch.randn(*q.shape[:-1], v.shape[-1], dtype=torch.float64)
+    exact_r = _grads(exact, q, k, v, grad, torch.float64, backward)
+    fast_r = _grads(fast, q, k, v, grad, dtype, backward)
+    lowp_r = _grads(lowp, q, k, v, grad, dtype, backward)
+    for name, e, f, lo in zip(("out", "dq", "dk", "dv"), exact_r, fast_r, lowp_r):
         assert torch.isfinite(f).all(), f"{name}: triton produced non-finite values"
-        err_fast = (f - e).abs().max().item()
-        err_lowp = (lo - e).abs().max().item()
-        bound = 2 * err_lowp + eps * max(1.0, e.abs().max().item())
+        err_fast = (f - e).abs().max().item() if e.numel() else 0.0
+        err_lowp = (lo - e).abs().max().item() if e.numel() else 0.0
+        bound = 2 * err_lowp + eps * max(1.0, e.abs().max().item() if e.numel() else 0.0)
         assert err_fast <= bound, (
             f"{name}: triton error {err_fast:.3e} > 2 × torch {dtype} error {err_lowp:.3e} + eps "
             f"(bound {bound:.3e})"
