@@ -58,7 +58,9 @@ def test_varlen_matches_per_sequence_reference(opts, dtype):
         dtype,
         fast=lambda a, b, c: varlen_attention(a, b, c, cu_q, cu_k, **opts),
         exact=_per_sequence(
-            lambda a, b, c: qkv.attention(a, b, c, backend="reference", **opts), q_lengths, k_lengths
+            lambda a, b, c: qkv.attention(a, b, c, backend="reference", **opts),
+            q_lengths,
+            k_lengths,
         ),
         lowp=_per_sequence(lambda a, b, c: lowp_attention(a, b, c, **opts), q_lengths, k_lengths),
     )
