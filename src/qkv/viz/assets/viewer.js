@@ -88,9 +88,11 @@
     const mat = displayed(state.layer, state.head);
     heat.mat = mat;
     const canvas = $("heatmap"), ctx = canvas.getContext("2d");
-    const cell = Math.max(3, Math.min(28, Math.floor(480 / mat.n)));
+    // Up to 720 px so that ~70 tokens still get 10 px cells and readable labels.
+    const cell = Math.max(3, Math.min(28, Math.floor(Math.max(480, Math.min(10 * mat.n, 720)) / mat.n)));
     const labels = cell >= 9;
-    ctx.font = "11px ui-monospace, monospace";
+    const font = (cell >= 12 ? 11 : cell - 1) + "px ui-monospace, monospace";
+    ctx.font = font;
     let margin = 4;
     if (labels) for (const i of mat.idx) margin = Math.max(margin, ctx.measureText(shortToken(tokens[i], 14)).width + 8);
     margin = Math.ceil(margin);
@@ -113,7 +115,7 @@
       }
     }
     if (labels) {
-      ctx.font = "11px ui-monospace, monospace";
+      ctx.font = font;
       ctx.textBaseline = "middle";
       mat.idx.forEach((i, r) => {
         ctx.fillStyle = special[i] ? "#8a939c" : "#1b1f24";
