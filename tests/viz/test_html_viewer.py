@@ -188,13 +188,19 @@ def test_bad_captures_are_refused_with_the_fix() -> None:
         AttentionView(cap, title=3)  # type: ignore[arg-type]
 
 
-def test_long_texts_are_capped_with_a_clear_error() -> None:
+def test_long_texts_are_capped_with_a_clear_error(tmp_path: Path) -> None:
     tokens = [f"t{i}" for i in range(MAX_TOKENS + 1)]
     cap = synthetic_capture(layers=1, heads=1, dim=2, tokens=tokens)
     with pytest.raises(ValueError, match=rf"T={MAX_TOKENS + 1} tokens.*max_tokens={MAX_TOKENS}"):
         AttentionView(cap)
     view = AttentionView(cap, max_tokens=MAX_TOKENS + 1)  # the fix the message names
     assert payload_from_html(view.to_html())["num_tokens"] == MAX_TOKENS + 1
+    with pytest.raises(ValueError, match="max_tokens"):
+        write_html(cap, tmp_path / "long.html")
+    assert not (tmp_path / "long.html").exists()
+    write_html(cap, tmp_path / "long.html", max_tokens=MAX_TOKENS + 1)
+    with pytest.raises(ValueError, match="max_tokens must be a positive int"):
+        AttentionView(cap, max_tokens=0)
 
 
 def test_file_size_is_about_five_bytes_per_number() -> None:

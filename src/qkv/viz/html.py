@@ -127,7 +127,8 @@ def _validate(capture: Capture, max_tokens: int) -> None:
         raise ValueError(
             f"capture has T={tokens} tokens, more than max_tokens={max_tokens}; the viewer "
             f"embeds L·H·T² weights plus q, k, v, z (~{size / 2**20:.1f} MiB here). Capture a "
-            f"shorter text, or pass max_tokens={tokens} to accept the larger file"
+            f"shorter text, or pass max_tokens={tokens} to write_html / AttentionView to accept "
+            "the larger file"
         )
 
 
@@ -248,11 +249,18 @@ class AttentionView:
         )
 
 
-def write_html(capture: Capture, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+def write_html(
+    capture: Capture,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    max_tokens: int = MAX_TOKENS,
+) -> Path:
     """Write the offline interactive viewer of ``capture`` to ``path``; return the path.
 
-    ``capture`` holds weights (L, H, T, T) and per-head q, k, v, z (L, H, T, D). Example::
+    ``capture`` holds weights (L, H, T, T) and per-head q, k, v, z (L, H, T, D); T above
+    ``max_tokens`` is refused (see :class:`AttentionView`). Example::
 
         >>> write_html(capture(model, tokenizer, "The cat sat on the mat."), "cat.html")
     """
-    return AttentionView(capture, title=title).save(path)
+    return AttentionView(capture, title=title, max_tokens=max_tokens).save(path)
