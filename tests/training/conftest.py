@@ -1,20 +1,9 @@
 """Fixtures for training tests: a private cache, a tiny synthetic corpus, tiny model flags."""
 
-import random
 from pathlib import Path
 
 import pytest
-
-
-def synthetic_text(n_lines: int = 600, seed: int = 0) -> str:
-    """Patterned lines a 1-layer model learns in a few dozen steps."""
-    rng = random.Random(seed)
-    names = ["anna", "ben", "cleo", "dmitri"]
-    verbs = ["sees", "likes", "calls", "finds"]
-    lines = [
-        f"{rng.choice(names)} {rng.choice(verbs)} {rng.choice(names)}." for _ in range(n_lines)
-    ]
-    return "\n".join(lines) + "\n"
+from train_helpers import synthetic_text
 
 
 @pytest.fixture(autouse=True)
@@ -27,9 +16,3 @@ def corpus_file(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text(synthetic_text(), encoding="utf-8")
     return path
-
-
-TINY = dict(
-    model="gpt-nano", n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8,
-    warmup_iters=5, lr=3e-3, min_lr=3e-4, eval_iters=4, progress=False, plot=False,
-)  # fmt: skip
