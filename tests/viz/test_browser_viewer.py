@@ -25,6 +25,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 
 CHROMIUM = os.environ.get("QKV_CHROMIUM", "/usr/bin/chromium")
@@ -159,6 +160,15 @@ def test_viewer_works_offline_in_chromium(browser: webdriver.Chrome, tmp_path: P
     rows = browser.find_elements(By.CSS_SELECTOR, "#formula tr")
     assert len(rows) == 1 + len(tokens)
     assert rows[1 + 7].find_elements(By.TAG_NAME, "td")[5].text == "−∞"  # key 7 > query 6
+
+    # The keyboard reaches the same readout and formula.
+    heatmap = browser.find_element(By.ID, "heatmap")
+    heatmap.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN, Keys.ARROW_DOWN, Keys.ARROW_RIGHT)
+    assert browser.find_element(By.ID, "heatmap-readout").text.startswith('q[3] "sat" → k[1] ')
+    heatmap.send_keys(Keys.ENTER)
+    assert browser.find_element(By.CSS_SELECTOR, "#formula p").text.startswith(
+        "Layer 1, head 2, query token 3"
+    )
 
     # Small multiples select a head; "hide" renormalises rows over non-special keys.
     browser.find_element(By.CSS_SELECTOR, '#overview canvas[data-layer="0"][data-head="1"]').click()

@@ -165,6 +165,25 @@
     if (hit) selectQuery(hit.i);
   });
 
+  // Keyboard: arrows move a cell cursor (its value goes to the readout), Enter explains the row.
+  const cursor = { r: 0, c: 0 };
+  $("heatmap").addEventListener("keydown", (event) => {
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    const n = heat.mat.n, clamp = (x) => Math.max(0, Math.min(n - 1, x));
+    cursor.r = clamp(cursor.r); cursor.c = clamp(cursor.c);
+    if (moves[event.key]) {
+      cursor.r = clamp(cursor.r + moves[event.key][0]);
+      cursor.c = clamp(cursor.c + moves[event.key][1]);
+    } else if (event.key === "Enter" || event.key === " ") {
+      selectQuery(heat.mat.idx[cursor.r]);
+    } else {
+      return;
+    }
+    event.preventDefault();
+    const hit = { r: cursor.r, c: cursor.c, i: heat.mat.idx[cursor.r], j: heat.mat.idx[cursor.c] };
+    $("heatmap-readout").textContent = describeCell(hit);
+  });
+
   // ---- token-to-token lines -----------------------------------------------------------------
   const LINE = { step: 18, left: 150, right: 290, pad: 14 };
   function svg(tag, attrs) {
