@@ -42,11 +42,17 @@ def position_allowed(call: AttentionCall, rows: Tensor, cols: Tensor) -> Tensor 
     return allowed
 
 
-def alibi_bias(call: AttentionCall, rows: Tensor, cols: Tensor) -> Tensor:
-    """-slope_h · |i + offset - j| of shape (B or 1, Hq, Nr, Nc), float32."""
+def alibi_bias(
+    call: AttentionCall, rows: Tensor, cols: Tensor, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """-slope_h · |i + offset - j| of shape (B or 1, Hq, Nr, Nc), computed in ``dtype``.
+
+    The float64 oracle needs the product in float64: slope·distance rounded to float32 is off
+    by ~1e-7 relative, far above float64 tolerances.
+    """
     assert call.alibi_slopes is not None
-    distance = (rows.view(-1, 1) + call.offset - cols.view(1, -1)).abs().to(torch.float32)
-    return -call.alibi_slopes[:, :, None, None] * distance  # (B|1, Hq, Nr, Nc)
+    distance = (rows.view(-1, 1) + call.offset - cols.view(1, -1)).abs().to(dtype)
+    return -call.alibi_slopes.to(dtype)[:, :, None, None] * distance  # (B|1, Hq, Nr, Nc)
 
 
 def scores_and_weights(call: AttentionCall) -> tuple[Tensor, Tensor]:
@@ -65,7 +71,7 @@ def scores_and_weights(call: AttentionCall) -> tuple[Tensor, Tensor]:
     rows = torch.arange(q_len, device=scores.device)
     cols = torch.arange(k_len, device=scores.device)
     if call.alibi_slopes is not None:
-        scores = scores + alibi_bias(call, rows, cols).to(dtype)
+        scores = scores + alibi_bias(call, rows, cols, dtype)
     if call.mask is not None and call.mask.dtype != torch.bool:
         scores = scores + call.mask.to(dtype)
 

@@ -26,10 +26,13 @@ class _TiledAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, plan: TilePlan) -> tuple[Tensor, Tensor]:
-        out, lse = tiled_forward(plan, q, k, v)
-        out = out.to(q.dtype)
+        out, maxes, log_sums = tiled_forward(plan, q, k, v)  # out in float32/64
         ctx.plan = plan
-        ctx.save_for_backward(q, k, v, out, lse)  # O(N·d): inputs, output and one LSE per row
+        # O(N·d): inputs, the unrounded output (the backward's rowsum(dO∘O) stays accurate
+        # for bfloat16 inputs) and two numbers per row (max and log sum: the LSE).
+        ctx.save_for_backward(q, k, v, out, maxes, log_sums)
+        lse = torch.where(torch.isposinf(maxes), float("-inf"), maxes + log_sums)
+        out = out.to(q.dtype)
         ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None
         return out, lse
 
@@ -37,10 +40,10 @@ class _TiledAttention(torch.autograd.Function):
     def backward(
         ctx: Any, grad_out: Tensor | None, grad_lse: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        q, k, v, out, lse = ctx.saved_tensors
+        q, k, v, out, maxes, log_sums = ctx.saved_tensors
         if grad_out is None:
-            grad_out = torch.zeros_like(out)
-        dq, dk, dv = tiled_backward(ctx.plan, q, k, v, out, lse, grad_out, grad_lse)
+            grad_out = torch.zeros(out.shape, dtype=q.dtype, device=out.device)
+        dq, dk, dv = tiled_backward(ctx.plan, q, k, v, out, maxes, log_sums, grad_out, grad_lse)
         return dq, dk, dv, None
 
 

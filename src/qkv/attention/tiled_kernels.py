@@ -16,8 +16,14 @@ from qkv.attention.tiled_plan import TilePlan
 _NEG_INF = float("-inf")
 
 
-def tiled_forward(plan: TilePlan, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """out (B, Hq, Nq, Dv) in the compute dtype and lse (B, Hq, Nq) (-inf for empty rows)."""
+def tiled_forward(plan: TilePlan, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """out (B, Hq, Nq, Dv) in the compute dtype, row max and log row sum, both (B, Hq, Nq).
+
+    The log-sum-exp is row max + log row sum; they are kept apart because recomputing
+    exp((s - max) - log sum) loses less precision than exp(s - lse) when |lse| is large.
+    A row with no allowed key has max +inf and log sum 0, so every recomputed
+    probability of it is exp(-inf) = 0.
+    """
     call = plan.call
     bsz, hkv, groups = call.batch, call.kv_heads, call.groups
     dv = v.shape[-1]
@@ -25,7 +31,8 @@ def tiled_forward(plan: TilePlan, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tens
     kf = k.to(plan.dtype).reshape(bsz * hkv, call.k_len, -1)  # (B·Hkv, Nk, D)
     vf = v.to(plan.dtype).reshape(bsz * hkv, call.k_len, dv)  # (B·Hkv, Nk, Dv)
     out = q.new_zeros((bsz, hkv, groups, call.q_len, dv), dtype=plan.dtype)
-    lse = q.new_full((bsz, hkv, groups, call.q_len), _NEG_INF, dtype=plan.dtype)
+    maxes = q.new_full((bsz, hkv, groups, call.q_len), float("inf"), dtype=plan.dtype)
+    log_sums = q.new_zeros((bsz, hkv, groups, call.q_len), dtype=plan.dtype)
     dropout = call.dropout_p > 0
     for i0 in plan.query_starts():
         i1 = min(i0 + plan.block_q, call.q_len)
@@ -53,11 +60,12 @@ def tiled_forward(plan: TilePlan, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tens
         inv = torch.where(empty, 0.0, 1.0 / row_sum)
         if dropout:
             inv = inv / (1.0 - call.dropout_p)
-        safe_max = row_max.masked_fill(row_max == _NEG_INF, 0.0)
-        block_lse = torch.where(empty, _NEG_INF, safe_max + row_sum.log())
-        out[:, :, :, i0:i1] = (acc * inv).view(bsz, hkv, groups, i1 - i0, dv)
-        lse[:, :, :, i0:i1] = block_lse.view(bsz, hkv, groups, i1 - i0)
-    return out.view(bsz, call.q_heads, call.q_len, dv), lse.view(bsz, call.q_heads, call.q_len)
+        shape = (bsz, hkv, groups, i1 - i0)
+        out[:, :, :, i0:i1] = (acc * inv).view(*shape, dv)
+        maxes[:, :, :, i0:i1] = row_max.masked_fill(empty, float("inf")).view(shape)
+        log_sums[:, :, :, i0:i1] = row_sum.masked_fill(empty, 1.0).log_().view(shape)
+    heads = (bsz, call.q_heads, call.q_len)
+    return out.view(*heads, dv), maxes.view(heads), log_sums.view(heads)
 
 
 def tiled_backward(
@@ -66,7 +74,8 @@ def tiled_backward(
     k: Tensor,
     v: Tensor,
     out: Tensor,
-    lse: Tensor,
+    maxes: Tensor,
+    log_sums: Tensor,
     grad_out: Tensor,
     grad_lse: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -88,9 +97,8 @@ def tiled_backward(
     delta = plan.grouped((grad_out.to(dtype) * out.to(dtype)).sum(-1, keepdim=True))[..., 0]
     if grad_lse is not None:
         delta = delta - plan.grouped(grad_lse.to(dtype).unsqueeze(-1))[..., 0]
-    # Empty rows have lse -inf; +inf there makes every recomputed probability exp(-inf) = 0.
-    lse_safe = plan.grouped(lse.to(dtype).unsqueeze(-1))[..., 0]
-    lse_safe = lse_safe.masked_fill(lse_safe == _NEG_INF, float("inf"))
+    maxes = plan.grouped(maxes.unsqueeze(-1))[..., 0]  # (B, Hkv, G, Nq)
+    log_sums = plan.grouped(log_sums.unsqueeze(-1))[..., 0]
     dq = torch.zeros_like(qs)  # (B, Hkv, G, Nq, D)
     dk = torch.zeros_like(kf)
     dvals = torch.zeros_like(vf)
@@ -104,13 +112,14 @@ def tiled_backward(
         qb = plan.query_block(qs, i0, i1)  # (B·Hkv, G·bq, D)
         dob = plan.query_block(do, i0, i1)  # (B·Hkv, G·bq, Dv)
         rows = qb.shape[1]
-        lse_b = lse_safe[:, :, :, i0:i1].reshape(bsz * hkv, rows, 1)
+        max_b = maxes[:, :, :, i0:i1].reshape(bsz * hkv, rows, 1)
+        log_sum_b = log_sums[:, :, :, i0:i1].reshape(bsz * hkv, rows, 1)
         delta_b = delta[:, :, :, i0:i1].reshape(bsz * hkv, rows, 1)
         dq_acc = torch.zeros_like(qb)
         for block in blocks:
             j0, j1 = block.start, block.stop
             s, tanh = plan.scores(qb, kf, i0, i1, block, keep_tanh=call.softcap is not None)
-            p = s.sub_(lse_b).exp_()  # (B·Hkv, G·bq, bk), normalised probabilities
+            p = s.sub_(max_b).sub_(log_sum_b).exp_()  # (B·Hkv, G·bq, bk), normalised
             dp = torch.bmm(dob, vf[:, j0:j1].transpose(1, 2))  # (B·Hkv, G·bq, bk)
             if dropout:
                 keep = plan.keep(i0, i1, block, p.device)
