@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_html_viewer import synthetic_capture  # the sibling test module's capture builder
+
+try:  # the sibling test module's capture builder (tests/viz is not a package today)
+    from test_html_viewer import synthetic_capture
+except ImportError:  # pragma: no cover - if tests/viz becomes a package
+    from .test_html_viewer import synthetic_capture  # type: ignore[no-redef]
 
 from qkv.viz.html import write_html
 
@@ -45,7 +49,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download a driver
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -64,7 +67,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try to download
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(20)
     try:
         driver.execute_cdp_cmd("Network.enable", {})
