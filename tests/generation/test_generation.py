@@ -137,6 +137,10 @@ def test_context_overflow_and_bad_arguments_are_value_errors(model):
         qkv.generate(model, ids[0], max_new_tokens=2)
     with pytest.raises(ValueError, match="attention_mask must have the shape"):
         qkv.generate(model, ids, max_new_tokens=2, attention_mask=torch.ones(1, 3))
+    right_padded = torch.ones(1, 10, dtype=torch.long)
+    right_padded[0, -2:] = 0
+    with pytest.raises(ValueError, match="pad prompts on the LEFT"):
+        qkv.generate(model, ids, max_new_tokens=2, attention_mask=right_padded)
     with pytest.raises(ValueError, match="eos_token_id"):
         qkv.generate(model, ids, max_new_tokens=2, eos_token_id=97)
 

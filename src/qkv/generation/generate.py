@@ -59,6 +59,11 @@ def _check_inputs(
             f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got "
             f"{tuple(attention_mask.shape)}"
         )
+    if attention_mask is not None and not bool(attention_mask[:, -1].bool().all()):
+        raise ValueError(
+            "attention_mask has padding at the end of a row, but generation continues each "
+            "row from its last position; pad prompts on the LEFT (tokenizer padding_side='left')"
+        )
     vocab = model.config.vocab_size
     if eos_token_id is not None and not (
         isinstance(eos_token_id, int) and 0 <= eos_token_id < vocab

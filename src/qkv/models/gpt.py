@@ -179,6 +179,8 @@ class GPT(nn.Module):
         Returns logits, or a tuple (logits, loss?, attentions?) in that order.
         """
         batch, length = self._check_inputs(input_ids, attention_mask, position_ids, cache)
+        if last_only and targets is not None:
+            raise ValueError("targets need logits for every position; pass last_only=False")
         start = 0 if cache is None else cache.length
         if position_ids is None:
             position_ids = self._positions(attention_mask, batch, length, start, input_ids.device)
