@@ -60,7 +60,6 @@ class TrainConfig:
     bf16: bool = _option(False, "bfloat16 autocast (where supported)")
     compile: bool = _option(False, "torch.compile the model")
     fused_adamw: bool = _option(False, "fused AdamW kernel (faster; not bit-identical to eager)")
-    fsdp: bool = _option(False, "FSDP instead of DDP when run under torchrun")
     progress: bool = _option(True, "show a progress bar on stderr")
     plot: bool = _option(True, "write loss.png (matplotlib) at each evaluation")
 

@@ -60,16 +60,10 @@ def setup(requested_device: str) -> Distributed:
     return Distributed(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def wrap(model: nn.Module, env: Distributed, *, fsdp: bool) -> nn.Module:
-    """DDP (or FSDP) around ``model`` when distributed; the model itself otherwise."""
+def wrap(model: nn.Module, env: Distributed) -> nn.Module:
+    """DDP around ``model`` when distributed; the model itself otherwise."""
     if not env.enabled:
         return model
-    if fsdp:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        return FullyShardedDataParallel(
-            model, device_id=env.device if env.device.type == "cuda" else None
-        )
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [env.device.index] if env.device.type == "cuda" else None

@@ -149,6 +149,8 @@ def _train(
     elif env.is_main:
         claim_run_dir(out_dir, config, overwrite=overwrite)
     dist_utils.barrier(env)
+    if env.enabled:
+        _say(f"DDP over {env.world_size} processes on {env.device.type}", env, quiet)
 
     data = prepare_data(config, tokenizer=tokenizer, quiet=quiet or not env.is_main)
     if state is not None and state["corpus_sha256"] != data.corpus_sha256:
@@ -168,7 +170,7 @@ def _train(
         betas=(config.beta1, config.beta2),
         fused=config.fused_adamw,
     )
-    model = dist_utils.wrap(raw_model, env, fsdp=config.fsdp)
+    model = dist_utils.wrap(raw_model, env)
     if config.compile:
         model = torch.compile(model)
     autocast = _autocast_factory(config, env.device)
@@ -276,7 +278,7 @@ def _train(
                 for micro in range(config.grad_accum):
                     inputs, labels = sampler.next()
                     inputs, labels = inputs.to(env.device), labels.to(env.device)
-                    syncing = micro == config.grad_accum - 1 or not env.enabled or config.fsdp
+                    syncing = micro == config.grad_accum - 1 or not env.enabled
                     context = contextlib.nullcontext() if syncing else model.no_sync()
                     with context:
                         with autocast():
@@ -291,12 +293,7 @@ def _train(
                         f"--grad-clip on, then `qkv train --resume {out_dir}`"
                     )
                 if config.grad_clip > 0:
-                    if config.fsdp and env.enabled:
-                        norm = model.clip_grad_norm_(config.grad_clip)
-                    else:
-                        norm = torch.nn.utils.clip_grad_norm_(
-                            raw_model.parameters(), config.grad_clip
-                        )
+                    norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip)
                     if not torch.isfinite(norm):
                         raise TrainingError(
                             f"gradient norm became {float(norm)} at step {step + 1}; stopped "
