@@ -1,0 +1,75 @@
+"""``auto`` picks a backend that serves the call and says why; ALiBi slopes."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import qkv
+from qkv.attention.alibi import alibi_slopes
+
+
+def _tensors(n=256, h=4, d=16):
+    return (torch.randn(1, h, n, d) for _ in range(3))
+
+
+def test_auto_prefers_sdpa_where_it_serves_and_explains_refusals() -> None:
+    q, k, v = _tensors()
+    assert qkv.explain_backend(q, k, v, causal=True).backend == "sdpa"
+    choice = qkv.explain_backend(q, k, v, softcap=30.0)
+    assert choice.backend == "tiled"
+    assert "softcap" in choice.refused["sdpa"]
+    assert "not sdpa" in str(choice)
+
+
+def test_auto_gives_weights_from_reference() -> None:
+    q, k, v = _tensors(n=64)
+    choice = qkv.explain_backend(q, k, v, need_weights=True)
+    assert choice.backend in ("reference", "tiled") and "sdpa" in choice.refused
+
+
+def test_auto_result_matches_reference_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    q, k, v = _tensors()
+    with caplog.at_level(logging.DEBUG, logger="qkv.attention"):
+        out = qkv.attention(q, k, v, window=(16, 0))
+    assert any("tiled" in r.getMessage() for r in caplog.records)
+    torch.testing.assert_close(
+        out, qkv.attention(q, k, v, window=(16, 0), backend="reference"), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_backends_listed_with_availability() -> None:
+    infos = {b.name: b for b in qkv.attention_backends()}
+    for name in ("reference", "sdpa", "tiled"):
+        assert infos[name].available, infos[name].reason
+
+
+def test_alibi_slopes_power_of_two() -> None:
+    torch.testing.assert_close(alibi_slopes(8), 2.0 ** -torch.arange(1, 9, dtype=torch.float32))
+    torch.testing.assert_close(alibi_slopes(1), torch.tensor([2.0**-8]))
+
+
+def test_alibi_slopes_not_power_of_two() -> None:
+    # 12 heads: the 8-head slopes, then slopes 1, 3, 5, 7 of the 16-head sequence 2^(-k/2)
+    expected = [2.0**-k for k in range(1, 9)] + [2.0 ** (-k / 2) for k in (1, 3, 5, 7)]
+    torch.testing.assert_close(alibi_slopes(12), torch.tensor(expected))
+    assert alibi_slopes(6).shape == (6,)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_alibi_slopes_rejects_bad_head_counts(bad) -> None:
+    with pytest.raises(ValueError, match="positive int"):
+        alibi_slopes(bad)
+
+
+def test_alibi_bias_is_the_distance_penalty() -> None:
+    """One head, slope 0.5, zero scores: weights ∝ exp(-0.5·|i + Nk - Nq - j|)."""
+    q = torch.zeros(1, 1, 3, 4, dtype=torch.float64)
+    k = torch.zeros(1, 1, 5, 4, dtype=torch.float64)
+    v = torch.eye(5, dtype=torch.float64).view(1, 1, 5, 5)
+    out = qkv.attention(q, k, v, alibi_slopes=torch.tensor([0.5]), backend="tiled")
+    pos = torch.arange(3).view(-1, 1) + 2
+    expected = torch.softmax(-0.5 * (pos - torch.arange(5)).abs().double(), dim=-1)
+    torch.testing.assert_close(out[0, 0], expected)
