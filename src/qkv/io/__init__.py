@@ -3,7 +3,18 @@
 encoder."""
 
 from qkv.io.api import load, save
+from qkv.io.encoder import SentenceEncoder, encode
 from qkv.io.pretrained import KNOWN, pretrained, pretrained_path
 from qkv.io.tokenizer import Tokenizer, load_tokenizer
 
-__all__ = ["KNOWN", "Tokenizer", "load", "load_tokenizer", "pretrained", "pretrained_path", "save"]
+__all__ = [
+    "KNOWN",
+    "SentenceEncoder",
+    "Tokenizer",
+    "encode",
+    "load",
+    "load_tokenizer",
+    "pretrained",
+    "pretrained_path",
+    "save",
+]

@@ -99,6 +99,17 @@ class Tokenizer:
         self._set_truncation(None)
         return list(self.backend.encode(text, add_special_tokens=add_special_tokens).ids)
 
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+    ) -> list[list[int]]:
+        """Token ids of each text (in Rust, in parallel), cut to ``max_length`` if given."""
+        self._set_truncation(max_length)
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        return [list(e.ids) for e in encodings]
+
     def decode(self, ids: Sequence[int] | Tensor, skip_special_tokens: bool = False) -> str:
         """Text of ``ids`` (a list or 1-D tensor)."""
         return self.backend.decode(_as_list(ids), skip_special_tokens=skip_special_tokens)
