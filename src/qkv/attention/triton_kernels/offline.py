@@ -60,7 +60,10 @@ def compile_offline(
     **flags: Any,
 ) -> dict[str, Any]:  # fmt: skip
     """Compile ``kernel`` ("forward", "dkdv" or "dq") for sm_``arch`` with the constexpr
-    ``flags`` (defaults: :data:`ALL_OPTIONS`); returns {"shared": bytes, "name": ...}."""
+    ``flags`` (defaults: :data:`ALL_OPTIONS`).
+
+    Returns {"shared": bytes, "name": str, "pipelined": bool}.
+    """
     if INTERPRET:
         raise RuntimeError("compile_offline needs TRITON_INTERPRET unset (it builds GPU code)")
     jit_fn = KERNELS[kernel]
@@ -91,4 +94,9 @@ def compile_offline(
         target=GPUTarget("cuda", arch, 32),
         options={"num_warps": num_warps, "num_stages": num_stages},
     )
-    return {"shared": compiled.metadata.shared, "name": compiled.metadata.name}
+    return {
+        "shared": compiled.metadata.shared,
+        "name": compiled.metadata.name,
+        # cp.async = global→shared copies issued ahead of use: the loop is software-pipelined.
+        "pipelined": "cp.async" in compiled.asm["ptx"],
+    }
