@@ -113,10 +113,13 @@ def run(args: argparse.Namespace) -> int:
         units, unit = len(targets), "character"
     else:
         units, unit = sum(sizes[i] for i in targets.tolist()), "byte"
-    print(f"checkpoint   {directory}")
-    print(f"data         {corpus.source} ({args.split}, {len(targets):,} tokens predicted)")
-    print(f"loss         {loss:.4f} nats/token")
-    print(f"perplexity   {perplexity(loss):.3f}")
-    label = f"bits/{unit}"
-    print(f"{label:<13}{total / max(units, 1) / math.log(2):.4f}")
+    rows = [
+        ("checkpoint", str(directory)),
+        ("data", f"{corpus.source} ({args.split}, {len(targets):,} tokens predicted)"),
+        ("loss", f"{loss:.4f} nats/token"),
+        ("perplexity", f"{perplexity(loss):.3f}"),
+        (f"bits/{unit}", f"{total / max(units, 1) / math.log(2):.4f}"),
+    ]
+    for name, value in rows:
+        print(f"{name:<15} {value}")
     return 0
