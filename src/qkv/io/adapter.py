@@ -67,8 +67,8 @@ def hf_value(hf: dict[str, Any], *names: str, default: Any = None) -> Any:
 def unsupported(model_type: str, field: str, value: Any, supported: str) -> ValueError:
     """The error for an HF config option qkv cannot reproduce exactly."""
     return ValueError(
-        f"{model_type} config.json has {field}={value!r}, which qkv does not support "
-        f"(supported: {supported}); the converted model would not match the original"
+        f"{field}={value!r} is not supported for {model_type} by qkv (supported: {supported}); "
+        "the converted model would not match the original"
     )
 
 
