@@ -108,8 +108,9 @@ def _float_mask():
         lambda: {"mask": _bool_mask(), "causal": True, "softcap": 3.0},
         lambda: {"mask": _float_mask(), "alibi_slopes": torch.tensor([0.3, 0.1])},
         lambda: {"mask": torch.rand(33, 40) > 0.5},  # broadcast over batch and heads
+        lambda: {"mask": _bool_mask(), "window": (9, 2)},
     ],
-    ids=["bool", "float", "bool-causal-softcap", "float-alibi", "bool-2d"],
+    ids=["bool", "float", "bool-causal-softcap", "float-alibi", "bool-2d", "bool-window"],
 )
 def test_masks(make_opts, dtype):
     assert_precision(*_inputs(2, 2, 2, 33, 40, 32), dtype, **make_opts())

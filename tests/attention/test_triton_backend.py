@@ -101,3 +101,23 @@ def test_prefix_key_lengths():
     holes[0, 0, 0, 2] = False
     assert prefix_key_lengths(holes) is None
     assert prefix_key_lengths(padding.expand(3, 1, 4, 9)) is None  # per-query rows: general mask
+
+
+def test_tile_lists_walk_exactly_the_active_tiles_within_position_bounds():
+    from qkv.attention.triton_kernels.masks import fold_positions, tile_lists
+
+    table = (torch.rand(2, 1, 3, 4) > 0.3).to(torch.int8)
+    lists = tile_lists(table)
+    for b in range(2):
+        for row in range(3):
+            count = int(lists[b, 0, row, 0])
+            assert (
+                lists[b, 0, row, 1 : 1 + count].tolist()
+                == table[b, 0, row].nonzero().flatten().tolist()
+            )
+    # causal, Nq = 20, Nk = 40, tiles of 16: query tile 0 (positions 20..35) sees key tiles 0..2
+    ones = torch.ones(1, 1, 1, 1, dtype=torch.int8)
+    causal = fold_positions(ones, 16, 20, 40, None, 0)
+    assert causal[0, 0].tolist() == [[1, 1, 1], [1, 1, 1]]
+    window = fold_positions(ones, 16, 40, 40, 3, 0)  # keys i-3..i
+    assert window[0, 0].tolist() == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]

@@ -125,18 +125,29 @@ def _bounds(causal: bool, window: Window | None) -> tuple[int | None, int | None
 
 def _problem(call: AttentionCall) -> Problem:
     from qkv.attention.triton_kernels.configs import MASK_TILE
-    from qkv.attention.triton_kernels.masks import prefix_key_lengths, tile_table
+    from qkv.attention.triton_kernels.masks import (
+        fold_positions,
+        prefix_key_lengths,
+        tile_lists,
+        tile_table,
+    )
     from qkv.attention.triton_kernels.problem import Problem
 
     left, right = _bounds(call.causal, call.window)
-    mask, kind, table, key_lengths = call.mask, 0, None, None
+    mask, kind, key_lengths = call.mask, 0, None
+    per_query_tile = per_key_tile = None
     if mask is not None:
         lengths = prefix_key_lengths(mask)
         if lengths is not None:
             key_lengths = lengths.expand(call.batch).contiguous()
             mask = None
         else:
-            table = tile_table(mask, MASK_TILE)
+            # (B|1, H|1, Tq, Tk): tiles with any allowed score, causal/window bounds included
+            active = fold_positions(
+                tile_table(mask, MASK_TILE), MASK_TILE, call.q_len, call.k_len, left, right
+            )
+            per_query_tile = tile_lists(active)
+            per_key_tile = tile_lists(active.transpose(2, 3))
             if mask.dtype == torch.bool:
                 mask, kind = mask.view(torch.uint8), 1
             else:
@@ -151,7 +162,8 @@ def _problem(call: AttentionCall) -> Problem:
         right=right,
         mask=mask,
         mask_kind=kind,
-        table=table,
+        tiles_per_query_tile=per_query_tile,
+        tiles_per_key_tile=per_key_tile,
         alibi_slopes=slopes,
         key_lengths=key_lengths,
     )

@@ -131,21 +131,22 @@ def attention_dkdv_kernel(
         l_base = LSE + b64 * stride_lb + h * stride_lh + q_row * stride_ln
         d_base = DELTA + b64 * stride_lb + h * stride_lh + q_row * stride_ln
         mask_base = MASK + b64 * stride_mb + h * stride_mh
-        table_base = TABLE + b * stride_tb + h * stride_th + start_n * stride_tn
+        table_row = TABLE + b * stride_tb + h * stride_th + start_n * stride_tm
         slope = 0.0
         if HAS_ALIBI:
             slope = tl.load(SLOPES + b * stride_sb + h * stride_sh)
-        for start_m in range(lo, hi, BLOCK_M):
-            if HAS_TABLE:
-                if tl.load(table_base + (start_m // BLOCK_M) * stride_tm) != 0:
-                    dk, dv = _dkdv_tile(
-                        dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don,
-                        stride_ln, start_m, k_idx, q_len, k_len, offset, mask_base, stride_mm,
-                        stride_mn, slope, scale, softcap, left, right, D_K, D_V, HAS_LEFT,
-                        HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, EMULATE_BF16, BLOCK_M,
-                        BLOCK_DK, BLOCK_DV,
-                    )  # fmt: skip
-            else:
+        if HAS_TABLE:  # the mask's active query tiles for this key tile
+            for i in range(0, tl.load(table_row)):
+                start_m = tl.load(table_row + (i + 1) * stride_tn) * BLOCK_M
+                dk, dv = _dkdv_tile(
+                    dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don,
+                    stride_ln, start_m, k_idx, q_len, k_len, offset, mask_base, stride_mm,
+                    stride_mn, slope, scale, softcap, left, right, D_K, D_V, HAS_LEFT,
+                    HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, EMULATE_BF16, BLOCK_M,
+                    BLOCK_DK, BLOCK_DV,
+                )  # fmt: skip
+        else:
+            for start_m in range(lo, hi, BLOCK_M):
                 dk, dv = _dkdv_tile(
                     dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don,
                     stride_ln, start_m, k_idx, q_len, k_len, offset, mask_base, stride_mm,
@@ -259,7 +260,7 @@ def attention_dq_kernel(
     k_base = K + b64 * stride_kb + h_kv * stride_kh + k_start.to(tl.int64) * stride_kn
     v_base = V + b64 * stride_vb + h_kv * stride_vh + k_start.to(tl.int64) * stride_vn
     mask_base = MASK + b64 * stride_mb + h * stride_mh
-    table_base = TABLE + b * stride_tb + h * stride_th + start_m * stride_tm
+    table_row = TABLE + b * stride_tb + h * stride_th + start_m * stride_tm
     slope = 0.0
     if HAS_ALIBI:
         slope = tl.load(SLOPES + b * stride_sb + h * stride_sh)
@@ -275,16 +276,17 @@ def attention_dq_kernel(
     dq = tl.zeros([BLOCK_M, BLOCK_DK], dtype=tl.float32)
     q_idx = offs_m[:, None]
     lo, hi = key_range(start_m, k_len, offset, left, right, HAS_LEFT, HAS_RIGHT, BLOCK_M, BLOCK_N)
-    for start_n in range(lo, hi, BLOCK_N):
-        if HAS_TABLE:
-            if tl.load(table_base + (start_n // BLOCK_N) * stride_tn) != 0:
-                dq = _dq_tile(
-                    dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
-                    q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
-                    softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                    HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
-                )  # fmt: skip
-        else:
+    if HAS_TABLE:  # the mask's active key tiles for this query tile
+        for i in range(0, tl.load(table_row)):
+            start_n = tl.load(table_row + (i + 1) * stride_tn) * BLOCK_N
+            dq = _dq_tile(
+                dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
+                q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
+                softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
+                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
+            )  # fmt: skip
+    else:
+        for start_n in range(lo, hi, BLOCK_N):
             dq = _dq_tile(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,

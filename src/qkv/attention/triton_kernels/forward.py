@@ -1,9 +1,9 @@
 """The fused attention forward kernel: FlashAttention-2's online softmax over key tiles.
 
 One program owns BLOCK_M query rows of one (batch, query head); it streams the key/value
-tiles its rows may see (causal and window bounds skip the rest, a mask's "any allowed" table
-skips wholly masked tiles), keeps the running max and sum in float32 and writes the output
-and the log-sum-exp (log2 units) that the backward needs.
+tiles its rows may see (causal and window bounds skip the rest; with a mask it walks the
+host-made list of key tiles that have any allowed score), keeps the running max and sum in
+float32 and writes the output and the log-sum-exp (log2 units) that the backward needs.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def attention_forward_kernel(
     k_base = K + b64 * stride_kb + h_kv * stride_kh + k_start.to(tl.int64) * stride_kn
     v_base = V + b64 * stride_vb + h_kv * stride_vh + k_start.to(tl.int64) * stride_vn
     mask_base = MASK + b64 * stride_mb + h * stride_mh
-    table_base = TABLE + b * stride_tb + h * stride_th + start_m * stride_tm
+    table_row = TABLE + b * stride_tb + h * stride_th + start_m * stride_tm
     slope = 0.0
     if HAS_ALIBI:
         slope = tl.load(SLOPES + b * stride_sb + h * stride_sh)
@@ -142,16 +142,17 @@ def attention_forward_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
     q_idx = offs_m[:, None]
     lo, hi = key_range(start_m, k_len, offset, left, right, HAS_LEFT, HAS_RIGHT, BLOCK_M, BLOCK_N)
-    for start_n in range(lo, hi, BLOCK_N):
-        if HAS_TABLE:
-            if tl.load(table_base + (start_n // BLOCK_N) * stride_tn) != 0:
-                acc, m_i, l_i = _forward_tile(
-                    acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
-                    q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
-                    softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                    HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
-                )  # fmt: skip
-        else:
+    if HAS_TABLE:  # the mask's active key tiles (position bounds folded in on the host)
+        for i in range(0, tl.load(table_row)):
+            start_n = tl.load(table_row + (i + 1) * stride_tn) * BLOCK_N
+            acc, m_i, l_i = _forward_tile(
+                acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
+                q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
+                softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
+                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
+            )  # fmt: skip
+    else:
+        for start_n in range(lo, hi, BLOCK_N):
             acc, m_i, l_i = _forward_tile(
                 acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,

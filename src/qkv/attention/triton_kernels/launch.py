@@ -66,16 +66,6 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
         mask_strides = list(problem.mask.expand(batch, heads, n_q, n_k).stride())
     else:
         mask_strides = [0, 0, 0, 0]
-    table = problem.table if problem.table is not None else dummy
-    if problem.table is not None:
-        t = problem.table
-        table_strides = list(t.expand(batch, heads, t.shape[2], t.shape[3]).stride())
-        if t.shape[2] == 1:
-            table_strides[2] = 0
-        if t.shape[3] == 1:
-            table_strides[3] = 0
-    else:
-        table_strides = [0, 0, 0, 0]
     slopes = problem.alibi_slopes if problem.alibi_slopes is not None else dummy
     if problem.alibi_slopes is not None:
         slope_strides = list(problem.alibi_slopes.expand(batch, heads).stride())
@@ -84,8 +74,8 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
     cu_q = problem.cu_seqlens_q if problem.cu_seqlens_q is not None else dummy
     cu_k = problem.cu_seqlens_k if problem.cu_seqlens_k is not None else dummy
     klen = problem.key_lengths if problem.key_lengths is not None else dummy
-    pointers = [mask, table, slopes, cu_q, cu_k, klen]
-    strides = [*mask_strides, *table_strides, *slope_strides]
+    pointers = [mask, slopes, cu_q, cu_k, klen]
+    strides = [mask_strides, slope_strides]
     scalars = [
         shape["groups"] if "groups" in shape else shape["q_heads"] // shape["kv_heads"],
         n_q,
@@ -103,7 +93,7 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
         "HAS_LEFT": problem.left is not None,
         "HAS_RIGHT": problem.right is not None,
         "MASK_KIND": problem.mask_kind,
-        "HAS_TABLE": problem.table is not None,
+        "HAS_TABLE": problem.has_tiles,
         "HAS_ALIBI": problem.alibi_slopes is not None,
         "HAS_SOFTCAP": problem.softcap is not None,
         "VARLEN": problem.varlen,
@@ -115,11 +105,27 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
     return [pointers, strides, scalars], flags
 
 
+def _with_table(
+    pointers: list, strides: list, table: Tensor | None, batch: int, heads: int
+) -> tuple[list, list]:
+    """Kernel pointer and stride arguments with a tile list (or a dummy) in second place."""
+    mask, slopes, cu_q, cu_k, klen = pointers
+    mask_strides, slope_strides = strides
+    if table is None:
+        table, table_strides = klen, [0, 0, 0, 0]
+    else:
+        table_strides = list(table.expand(batch, heads, *table.shape[2:]).stride())
+    return (
+        [mask, table, slopes, cu_q, cu_k, klen],
+        [*mask_strides, *table_strides, *slope_strides],
+    )
+
+
 def _tiles(problem: Problem) -> dict[str, int]:
     """Explicit tile sizes under the interpreter (no autotuning there)."""
     if not INTERPRET:
         return {}
-    if problem.table is not None:
+    if problem.has_tiles:
         return {"BLOCK_M": MASK_TILE, "BLOCK_N": MASK_TILE, "num_warps": 4}
     return {"BLOCK_M": INTERPRET_BLOCK_M, "BLOCK_N": INTERPRET_BLOCK_N, "num_warps": 4}
 
@@ -144,6 +150,9 @@ def attention_forward(q: Tensor, k: Tensor, v: Tensor, problem: Problem) -> tupl
     varlen = problem.varlen
     tiles = _tiles(problem)
     grid = _grid(shape["n_q"], "BLOCK_M", shape["batch"] * shape["q_heads"], tiles)
+    pointers, strides = _with_table(
+        pointers, strides, problem.tiles_per_query_tile, shape["batch"], shape["q_heads"]
+    )
     attention_forward_kernel[grid](
         q, k, v, out, lse, *pointers,
         *_bhn(q, varlen), *_bhn(k, varlen), *_bhn(v, varlen), *_bhn(out, varlen),
@@ -175,20 +184,26 @@ def attention_backward(
     lse_strides = _lse_strides(lse, varlen)
     assert delta.stride() == lse.stride(), "delta must share the log-sum-exp layout"
     grid_kv = _grid(shape["n_k"], "BLOCK_N", shape["batch"] * shape["kv_heads"], tiles)
+    key_pointers, key_strides = _with_table(
+        pointers, strides, problem.tiles_per_key_tile, shape["batch"], shape["q_heads"]
+    )
     attention_dkdv_kernel[grid_kv](
-        q, k, v, grad_out, lse, delta, dk, dv, *pointers,
+        q, k, v, grad_out, lse, delta, dk, dv, *key_pointers,
         *_bhn(q, varlen), *_bhn(k, varlen), *_bhn(v, varlen), *_bhn(grad_out, varlen),
         *lse_strides, *_bhn(dk, varlen), *_bhn(dv, varlen),
-        *strides,
+        *key_strides,
         shape["kv_heads"], *scalars,
         **flags, **tiles,
     )  # fmt: skip
     grid_q = _grid(shape["n_q"], "BLOCK_M", shape["batch"] * shape["q_heads"], tiles)
+    query_pointers, query_strides = _with_table(
+        pointers, strides, problem.tiles_per_query_tile, shape["batch"], shape["q_heads"]
+    )
     attention_dq_kernel[grid_q](
-        q, k, v, grad_out, lse, delta, dq, *pointers,
+        q, k, v, grad_out, lse, delta, dq, *query_pointers,
         *_bhn(q, varlen), *_bhn(k, varlen), *_bhn(v, varlen), *_bhn(grad_out, varlen),
         *lse_strides, *_bhn(dq, varlen),
-        *strides,
+        *query_strides,
         shape["q_heads"], *scalars,
         **flags, **tiles,
     )  # fmt: skip

@@ -50,3 +50,36 @@ def prefix_key_lengths(mask: Tensor) -> Tensor | None:
     if not bool(torch.equal(prefix, rows)):
         return None
     return lengths.to(torch.int32).contiguous()
+
+
+def fold_positions(
+    table: Tensor, tile: int, q_len: int, k_len: int, left: int | None, right: int | None
+) -> Tensor:
+    """``table`` expanded to (B|1, H|1, Tq, Tk) and cleared where causal/window bounds leave
+    no (query, key) pair of the tile allowed (query i sits at key position i + Nk − Nq)."""
+    tiles_q, tiles_k = -(-q_len // tile), -(-k_len // tile)
+    table = table.expand(table.shape[0], table.shape[1], tiles_q, tiles_k)
+    device = table.device
+    first_q = torch.arange(tiles_q, device=device) * tile  # (Tq,)
+    last_q = torch.clamp(first_q + tile - 1, max=q_len - 1)
+    first_k = torch.arange(tiles_k, device=device) * tile  # (Tk,)
+    last_k = torch.clamp(first_k + tile - 1, max=k_len - 1)
+    offset = k_len - q_len
+    keep = torch.ones(tiles_q, tiles_k, dtype=torch.bool, device=device)
+    if right is not None:  # some j <= i + offset + right
+        keep &= first_k[None, :] <= last_q[:, None] + offset + right
+    if left is not None:  # some j >= i + offset - left
+        keep &= last_k[None, :] >= first_q[:, None] + offset - left
+    return table * keep.to(table.dtype)  # (B|1, H|1, Tq, Tk)
+
+
+def tile_lists(table: Tensor) -> Tensor:
+    """Per row of tiles, the count then the indices of its active tiles, ascending.
+
+    ``table`` (B|1, H|1, R, C) of 0/1 → int32 (B|1, H|1, R, 1 + C): entry [..., 0] is the count
+    n, entries [..., 1 : 1 + n] the active column tiles. A kernel loops over exactly those,
+    with no branch in the loop body (a branch there stops Triton's software pipelining).
+    """
+    counts = table.sum(dim=-1, keepdim=True, dtype=torch.int32)
+    order = torch.argsort(table.to(torch.int32), dim=-1, descending=True, stable=True)
+    return torch.cat([counts, order.to(torch.int32)], dim=-1).contiguous()

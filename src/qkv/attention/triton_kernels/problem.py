@@ -21,8 +21,9 @@ class Problem:
 
     ``left``/``right``: keys j with pos − left <= j <= pos + right are allowed (pos = i + offset);
     None is unbounded; causal is right = 0. ``mask`` is 4-D (B|1, Hq|1, Nq|1, Nk|1), uint8
-    (nonzero = may attend, ``mask_kind`` 1) or floating (added, ``mask_kind`` 2); ``table``
-    holds, per (query tile, key tile), whether any key of the tile is allowed by the mask.
+    (nonzero = may attend, ``mask_kind`` 1) or floating (added, ``mask_kind`` 2). With a mask,
+    ``tiles_per_query_tile`` lists for each query tile the key tiles with any allowed score
+    and ``tiles_per_key_tile`` the reverse (see ``masks.tile_lists``; tiles of ``MASK_TILE``).
     """
 
     scale: float
@@ -31,7 +32,8 @@ class Problem:
     right: int | None = None
     mask: Tensor | None = None
     mask_kind: int = 0
-    table: Tensor | None = None
+    tiles_per_query_tile: Tensor | None = None
+    tiles_per_key_tile: Tensor | None = None
     alibi_slopes: Tensor | None = None
     key_lengths: Tensor | None = None
     cu_seqlens_q: Tensor | None = None
@@ -46,10 +48,16 @@ class Problem:
             )
         if (self.mask is None) != (self.mask_kind == 0):
             raise ValueError("mask and mask_kind disagree: pass both or neither")
+        if (self.tiles_per_query_tile is None) != (self.tiles_per_key_tile is None):
+            raise ValueError("tiles_per_query_tile and tiles_per_key_tile go together")
         if (self.cu_seqlens_q is None) != (self.cu_seqlens_k is None):
             raise ValueError("cu_seqlens_q and cu_seqlens_k must be given together")
         if self.key_lengths is not None and self.key_lengths.dtype != torch.int32:
             raise ValueError(f"key_lengths must be int32, got {self.key_lengths.dtype}")
+
+    @property
+    def has_tiles(self) -> bool:
+        return self.tiles_per_query_tile is not None
 
     @property
     def varlen(self) -> bool:
