@@ -133,3 +133,10 @@ def test_repeated_random_tokens_repeat_with_distinct_block():
     assert torch.equal(ids[:, 1:11], ids[:, 11:21])
     for row in ids[:, 1:11]:
         assert len(set(row.tolist())) == 10
+
+
+def test_every_public_viz_name_resolves():
+    import qkv.viz
+
+    for name in qkv.viz.__all__:
+        assert getattr(qkv.viz, name) is not None, name

@@ -18,6 +18,7 @@ _LAZY = {
     "Capture": "qkv.viz.capture",
     "capture": "qkv.viz.capture",
     "capture_weights": "qkv.viz.capture",
+    "capture_ids": "qkv.viz.capture",
     "Walkthrough": "qkv.viz.explain",
     "explain": "qkv.viz.explain",
     "HeadScores": "qkv.viz.heads",

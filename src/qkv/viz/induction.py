@@ -372,14 +372,15 @@ def _write_outputs(
 
 
 def plot_history(result: InductionResult) -> Any:
-    """Loss of each half (left) and every head's induction score (right) against steps."""
+    """Loss of each half, every head's induction score and the layer-0 previous-token scores
+    (the first half of the circuit) against training steps."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     steps = [h["step"] for h in result.history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right, below) = plt.subplots(1, 3, figsize=(16, 4.2))
     left.plot(steps, [h["loss_first_half"] for h in result.history], label="first block (random)")
     left.plot(steps, [h["loss_second_half"] for h in result.history], label="second block (repeat)")
     left.axhline(
@@ -405,6 +406,14 @@ def plot_history(result: InductionResult) -> Any:
                 ls="-" if layer == layers - 1 else "--",
                 label=f"L{layer}H{head}" + (" (induction head)" if best else ""),
             )
+    previous = torch.tensor([h["previous_token"] for h in result.history])  # (E, L, H)
+    for head in range(heads):
+        below.plot(steps, previous[:, 0, head].tolist(), label=f"L0H{head}")
+    below.set_ylim(0, 1)
+    below.set_xlabel("training step")
+    below.set_ylabel("previous-token score")
+    below.set_title("layer 0: attention from i to key i - 1")
+    below.legend(fontsize=7)
     right.set_ylim(0, 1)
     right.set_xlabel("training step")
     right.set_ylabel("induction score")
@@ -412,7 +421,7 @@ def plot_history(result: InductionResult) -> Any:
     right.legend(fontsize=7, ncol=2)
     fig.suptitle(
         f"2-layer GPT on repeated random sequences (period {result.config['period']}): "
-        f"an induction head forms",
+        "a previous-token head (layer 0) and an induction head (layer 1) form together",
         fontsize=10,
     )
     fig.tight_layout()
