@@ -1,0 +1,326 @@
+"""Attention benchmark cases and their measurement, shared by ``benchmarks/attention.py`` and
+``qkv bench``.
+
+A :class:`Case` names one implementation on one problem. :func:`measure` runs it in this
+process; :func:`measure_in_subprocess` runs it in a fresh Python process so that the peak
+resident memory of the first call (``getrusage`` max RSS, minus the RSS once the inputs
+exist) is attributable to that case alone; the process is forked from a forkserver that
+has already imported torch, so a case costs no interpreter start-up.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+# The implementations a case can name. qkv's own: auto, tiled, sdpa, reference. Peers:
+# torch-sdpa (F.scaled_dot_product_attention, fused CPU kernel), naive (softmax(q·kᵀ)·v in
+# plain ops), sdpa+mask (SDPA given the variant as an explicit float mask), flex
+# (torch.compile'd FlexAttention).
+QKV_IMPLS = ("auto", "tiled", "sdpa", "reference")
+PEER_IMPLS = ("torch-sdpa", "naive", "sdpa+mask", "flex")
+VARIANTS = ("plain", "window", "alibi", "softcap")
+WINDOW = 512  # sliding window: each query sees itself and the 512 keys before it
+SOFTCAP = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    impl: str
+    n: int
+    heads: int = 8
+    dim: int = 64
+    batch: int = 1
+    dtype: str = "float32"
+    causal: bool = False
+    variant: str = "plain"
+    backward: bool = False
+
+    def __post_init__(self) -> None:
+        if self.impl not in QKV_IMPLS + PEER_IMPLS:
+            raise ValueError(f"unknown implementation {self.impl!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.dtype not in ("float32", "bfloat16", "float64"):
+            raise ValueError(f"dtype must be float32, bfloat16 or float64, got {self.dtype!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    @property
+    def flops(self) -> float:
+        """FlashAttention's count: 4·B·H·N²·d forward, ×2.5 with backward, halved if causal."""
+        flops = 4.0 * self.batch * self.heads * self.n * self.n * self.dim
+        if self.backward:
+            flops *= 2.5
+        return flops / 2 if self.causal else flops
+
+    def options(self) -> dict:
+        """Keyword options of qkv.attention for this case."""
+        options: dict = {"causal": self.causal}
+        if self.variant == "window":
+            options["window"] = (WINDOW, 0)
+        elif self.variant == "alibi":
+            from qkv.attention.alibi import alibi_slopes
+
+            options["alibi_slopes"] = alibi_slopes(self.heads)
+        elif self.variant == "softcap":
+            options["softcap"] = SOFTCAP
+        return options
+
+    def estimated_bytes(self) -> int:
+        """Rough peak of the N×N tensors this case materialises (for the OOM guard)."""
+        square = self.batch * self.heads * self.n * self.n
+        elt = self.torch_dtype.itemsize
+        if self.impl == "reference":
+            return square * max(elt, 4) * (6 if self.backward else 3)
+        if self.impl == "naive":
+            return square * elt * (5 if self.backward else 3)
+        if self.impl == "sdpa+mask":
+            heads = self.heads if self.variant == "alibi" else 1
+            return self.batch * heads * self.n * self.n * elt * 2
+        return 0
+
+    def refusal(self) -> str | None:
+        """Why this implementation cannot run this case here, or None."""
+        if self.impl in ("torch-sdpa", "naive") and self.variant != "plain":
+            return "peer only for plain attention"
+        if self.impl == "sdpa+mask" and self.variant == "plain":
+            return "plain attention needs no mask"
+        if self.impl == "sdpa+mask" and self.variant == "softcap":
+            return "softcap changes scores; no mask expresses it"
+        if self.impl == "flex":
+            if self.variant == "plain":
+                return "FlexAttention compared on variants only"
+            if self.backward:
+                return "FlexAttention has no CPU backward (torch 2.13)"
+        return None
+
+
+@dataclass(kw_only=True)
+class Result:
+    case: Case
+    times: list[float] = field(default_factory=list)
+    peak_bytes: int | None = None
+    chosen: str = ""
+    reason: str = ""
+    error: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else math.nan
+
+    @property
+    def gflops(self) -> float:
+        return self.case.flops / self.median / 1e9 if self.times else math.nan
+
+
+def _explicit_mask(case: Case) -> Tensor:
+    """The variant as SDPA's additive float mask: (1, 1, N, N) or (1, H, N, N) for ALiBi."""
+    from qkv.attention.reference import alibi_bias, position_allowed
+    from qkv.attention.validate import validate
+
+    probe = torch.empty(case.batch, case.heads, case.n, 1)
+    call = validate(probe, probe, probe, **case.options())
+    rows = cols = torch.arange(case.n)
+    bias = torch.zeros(1, 1, case.n, case.n, dtype=case.torch_dtype)
+    if call.alibi_slopes is not None:
+        bias = alibi_bias(call, rows, cols).to(case.torch_dtype)  # (1, H, N, N)
+    allowed = position_allowed(call, rows, cols)
+    if allowed is not None:
+        bias = bias.masked_fill(~allowed, float("-inf"))
+    return bias
+
+
+def _flex(case: Case) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    offset = 0
+    window, heads = WINDOW, case.heads
+
+    def keep(b, h, q_idx, kv_idx):
+        allowed = q_idx + offset >= kv_idx
+        if case.variant == "window":
+            allowed = allowed & (kv_idx >= q_idx + offset - window)
+        return allowed
+
+    score_mod = None
+    if case.variant == "alibi":
+        from qkv.attention.alibi import alibi_slopes
+
+        slopes = alibi_slopes(heads)
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score - slopes[h] * (q_idx - kv_idx).abs()
+
+    elif case.variant == "softcap":
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return SOFTCAP * torch.tanh(score / SOFTCAP)
+
+    block_mask = create_block_mask(keep, None, None, case.n, case.n, device="cpu")
+    compiled = torch.compile(flex_attention, dynamic=False)
+    return lambda q, k, v: compiled(q, k, v, score_mod=score_mod, block_mask=block_mask)
+
+
+def build(case: Case) -> tuple[Callable[[], Tensor], tuple[Tensor, ...], str, str]:
+    """(run, inputs, chosen backend, reason) for ``case``; run() does forward (+ backward)."""
+    import torch.nn.functional as F
+
+    import qkv
+
+    gen = torch.Generator().manual_seed(0)
+    shape = (case.batch, case.heads, case.n, case.dim)
+    inputs = tuple(
+        torch.randn(shape, generator=gen).to(case.torch_dtype).requires_grad_(case.backward)
+        for _ in range(3)
+    )
+    q, k, v = inputs
+    options = case.options()
+    chosen, reason = case.impl, ""
+    if case.impl in QKV_IMPLS:
+        choice = qkv.explain_backend(q, k, v, backend=case.impl, **options)
+        chosen, reason = choice.backend, choice.reason
+        forward = lambda: qkv.attention(q, k, v, backend=case.impl, **options)  # noqa: E731
+    elif case.impl == "torch-sdpa":
+        forward = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=case.causal)  # noqa: E731
+    elif case.impl == "naive":
+
+        def forward() -> Tensor:
+            scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(case.dim))  # (B, H, N, N)
+            if case.causal:
+                future = torch.ones(case.n, case.n, dtype=torch.bool).triu_(1)
+                scores = scores.masked_fill(future, float("-inf"))
+            return torch.softmax(scores, dim=-1) @ v
+
+    elif case.impl == "sdpa+mask":
+        mask = _explicit_mask(case)
+        forward = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # noqa: E731
+    else:  # flex
+        flex = _flex(case)
+        forward = lambda: flex(q, k, v)  # noqa: E731
+
+    def run() -> Tensor:
+        out = forward()
+        if case.backward:
+            out.backward(torch.ones_like(out))
+            for t in inputs:
+                t.grad = None
+        return out
+
+    return run, inputs, chosen, reason
+
+
+def measure(case: Case, repeats: int = 3, warmup: int = 1) -> Result:
+    """Time ``case`` in this process: median of ``repeats`` runs after ``warmup`` runs."""
+    run, _, chosen, reason = build(case)
+    result = Result(case=case, chosen=chosen, reason=reason)
+    grad = torch.enable_grad() if case.backward else torch.no_grad()
+    with grad:
+        for _ in range(warmup):
+            run()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            result.times.append(time.perf_counter() - start)
+    return result
+
+
+def _max_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def worker(case: Case, repeats: int) -> dict:
+    """Subprocess body: peak RSS growth of the first run, then ``repeats`` timed runs."""
+    run, _, chosen, reason = build(case)
+    before = _max_rss_bytes()
+    grad = torch.enable_grad() if case.backward else torch.no_grad()
+    times = []
+    with grad:
+        start = time.perf_counter()
+        run()
+        first = time.perf_counter() - start
+        peak = _max_rss_bytes() - before
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    # With no repeats (the largest cases) the first run is the timing.
+    return {"times": times or [first], "peak": peak, "chosen": chosen, "reason": reason}
+
+
+_CONTEXT = None
+
+
+def _context():
+    """A forkserver that has imported torch once: each case forks from it (fast, fresh RSS)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        import multiprocessing
+
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(["torch", "qkv", "qkv.attention.benchmark"])
+    return _CONTEXT
+
+
+def _child(case: Case, repeats: int, connection) -> None:
+    try:
+        connection.send(worker(case, repeats))
+    except Exception as error:  # reported in the table, not raised
+        connection.send({"error": f"{type(error).__name__}: {str(error)[:100]}"})
+    finally:
+        connection.close()
+
+
+def measure_in_subprocess(case: Case, repeats: int, timeout: float = 900.0) -> Result:
+    """Run :func:`worker` for ``case`` in a fresh process; failures become ``error``."""
+    context = _context()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(case, repeats, send))
+    process.start()
+    send.close()
+    result = Result(case=case)
+    payload = None
+    if receive.poll(timeout):
+        try:
+            payload = receive.recv()
+        except EOFError:
+            payload = None
+    process.join(5)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        result.error = f"timed out after {timeout:.0f} s"
+        return result
+    if payload is None:
+        killed = process.exitcode in (-9, 137)
+        result.error = "killed (out of memory?)" if killed else f"exit code {process.exitcode}"
+        return result
+    if "error" in payload:
+        result.error = payload["error"]
+        return result
+    result.times, result.peak_bytes = payload["times"], payload["peak"]
+    result.chosen, result.reason = payload["chosen"], payload["reason"]
+    return result
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """This machine's dense matmul throughput (the ceiling of attention's GFLOP/s)."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times) / 1e9  # the best run: a ceiling, not a typical time
