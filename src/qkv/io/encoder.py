@@ -146,6 +146,9 @@ def packed_bert_forward(
     every position-wise layer on the packed (total, C) tokens only. Inference only."""
     lengths = torch.tensor([len(row) for row in batch])
     count, width = len(batch), int(lengths.max())
+    hidden_size = model.config.n_embd
+    if width == 0:  # only empty texts (a tokenizer without special tokens): zero vectors
+        return torch.zeros(count, hidden_size, device=device)
     ids = torch.tensor([t for row in batch for t in row], dtype=torch.long, device=device)
     positions = torch.cat([torch.arange(n) for n in lengths.tolist()]).to(device)  # (N,)
     emb = model.embeddings
@@ -178,10 +181,12 @@ def packed_bert_forward(
         x = layer.ln_1(x + attn.c_proj(out))
         x = layer.ln_2(x + layer.mlp(x))
     if pooling == "cls":
+        if bool((lengths == 0).any()):
+            raise ValueError("cls pooling needs at least one token per text; got an empty one")
         starts = torch.cumsum(lengths, 0) - lengths
         return x[starts.to(device)]  # (B, C)
-    sums = x.new_zeros(count, x.shape[-1]).index_add_(0, rows.to(device), x)  # (B, C)
-    return sums / lengths.to(device=device, dtype=x.dtype)[:, None]
+    sums = x.new_zeros(count, hidden_size).index_add_(0, rows.to(device), x)  # (B, C)
+    return sums / lengths.clamp(min=1).to(device=device, dtype=x.dtype)[:, None]
 
 
 def _read_modules(directory: Path) -> tuple[Pooling, bool]:
