@@ -223,3 +223,21 @@ def test_dtype_and_device_arguments(tmp_path: Path) -> None:
     their_error = (theirs.float() - reference).abs().max()
     assert our_error <= 2 * their_error + 1e-3, (our_error, their_error)
     assert qkv.load(tmp_path, dtype="fp32").lm_head.weight.dtype == torch.float32
+
+
+def test_llama_variants_bias_mqa_tied_head_dim(tmp_path: Path) -> None:
+    """Qwen-style biases, one key/value head, tied embeddings and head_dim != hidden / heads."""
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=80, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=16, attention_bias=True,
+        mlp_bias=True, tie_word_embeddings=True, bos_token_id=None, eos_token_id=None,
+    )  # fmt: skip
+    hf = _randomize(transformers.LlamaForCausalLM(config))
+    hf.save_pretrained(tmp_path / "hf")
+    model = qkv.load(tmp_path / "hf")
+    assert model.config.head_dim == 16 and model.config.n_kv_head == 1 and model.config.bias
+    ids, _ = _inputs("llama")
+    torch.testing.assert_close(_qkv_output(model, ids, None), _hf_output(hf, ids, None))
+    qkv.save(model, tmp_path / "back", format="hf")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    torch.testing.assert_close(_hf_output(back, ids, None), _hf_output(hf, ids, None))
