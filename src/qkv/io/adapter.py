@@ -70,8 +70,3 @@ def unsupported(model_type: str, field: str, value: Any, supported: str) -> Valu
         f"{field}={value!r} is not supported for {model_type} by qkv (supported: {supported}); "
         "the converted model would not match the original"
     )
-
-
-def split_rows(weight: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
-    """Split a fused projection's rows (dim 0) into parts of ``sizes``."""
-    return tuple(weight.split(list(sizes), dim=0))
