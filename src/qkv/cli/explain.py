@@ -39,13 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from qkv.viz.explain import explain
-    from qkv.viz.model_source import wants_color
+    from qkv.viz.model_source import emit, wants_color
 
     walk = explain(
         args.text, model_dir=args.model, layer=args.layer, head=args.head, token=args.token
     )
     if args.json:
-        print(json.dumps(walk.to_json_dict(), allow_nan=False))
+        emit(json.dumps(walk.to_json_dict(), allow_nan=False))
     else:
-        print(walk.render(color=wants_color(args.color), width=args.width))
+        emit(walk.render(color=wants_color(args.color), width=args.width))
     return 0 if walk.ok else 1

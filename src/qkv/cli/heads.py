@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from qkv.viz.heads import default_prefix, format_scores, head_scores, vocab_pool
-    from qkv.viz.model_source import open_model, wants_color
+    from qkv.viz.model_source import emit, open_model, wants_color
 
     if args.period < 2:
         raise CliError(f"--period must be >= 2, got {args.period}")
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
         save_png(plot_head_scores(scores), args.out)
     if args.json:
-        print(json.dumps(scores.to_json_dict(), allow_nan=False))
+        emit(json.dumps(scores.to_json_dict(), allow_nan=False))
     else:
-        print(format_scores(scores, color=wants_color(args.color)))
+        emit(format_scores(scores, color=wants_color(args.color)))
         if args.out:
-            print(f"\nwrote {args.out}")
+            emit(f"\nwrote {args.out}")
     return 0

@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from qkv.viz.capture import capture
     from qkv.viz.explain import check_index
-    from qkv.viz.model_source import open_model, require_tokenizer
+    from qkv.viz.model_source import emit, open_model, require_tokenizer
 
     if not args.out and not args.terminal:
         raise CliError("nothing to show: pass --out FILE.png, --out FILE.html or --terminal")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             title=title,
         )
         save_png(figure, out)
-        print(f"wrote {out}: {cap.num_layers} layers × {cap.num_heads} heads grid and {label}")
+        emit(f"wrote {out}: {cap.num_layers} layers × {cap.num_heads} heads grid and {label}")
     elif out is not None:
         try:
             from qkv.viz.html import write_html
@@ -89,13 +89,14 @@ def run(args: argparse.Namespace) -> int:
                 "write a .png instead"
             ) from None
         write_html(cap, out, title=title)
-        print(f"wrote {out}: open it in a browser (works offline)")
+        emit(f"wrote {out}: open it in a browser (works offline)")
     if args.terminal:
         from qkv.viz.terminal import color_mode, format_top_attended, terminal_heatmap
 
         mode = color_mode(args.color)
-        print(terminal_heatmap(detail, cap.tokens, color=mode, title=f"{cap.model_name}: {label}"))
-        print()
-        print(f"top {args.top_k} keys of each query:")
-        print(format_top_attended(detail, cap.tokens, k=args.top_k))
+        heatmap = terminal_heatmap(
+            detail, cap.tokens, color=mode, title=f"{cap.model_name}: {label}"
+        )
+        top = format_top_attended(detail, cap.tokens, k=args.top_k)
+        emit(f"{heatmap}\n\ntop {args.top_k} keys of each query:\n{top}")
     return 0

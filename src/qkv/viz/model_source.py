@@ -51,7 +51,10 @@ def open_model(model_dir: str | os.PathLike[str] | None = None) -> OpenedModel:
             raise NotADirectoryError(
                 f"--model {str(path)!r} is a file; pass the checkpoint's folder instead"
             )
-        name = path.resolve().name
+        resolved = path.resolve()
+        # "runs/induction/model" reads better than "model".
+        generic = resolved.name in ("model", "checkpoint", "final", "best", "latest")
+        name = f"{resolved.parent.name}/{resolved.name}" if generic else resolved.name
     model = qkv.load(path)
     model.eval()
     try:
@@ -103,3 +106,15 @@ def wants_color(choice: str) -> bool:
     if choice == "never":
         return False
     return detect_color() != "none"
+
+
+def emit(text: str) -> None:
+    """Print ``text``; a closed pipe (``qkv explain ... | head``) ends output quietly."""
+    import sys
+
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would report the broken pipe again when flushing stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
