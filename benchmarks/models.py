@@ -178,6 +178,31 @@ def _run_hf(hf: torch.nn.Module, prompt: torch.Tensor, n: int) -> tuple:
     return start, streamer.times, out[0, prompt.shape[1] :].tolist()
 
 
+def profile_generation(dtype: torch.dtype, new_tokens: int = 8) -> str:
+    """Top operators of qkv's and transformers' greedy decoding (why one is faster)."""
+    import transformers
+    from torch.profiler import profile
+
+    from qkv.models import GPT, preset
+
+    torch.manual_seed(0)
+    model = GPT(preset("gpt2")).eval()
+    with tempfile.TemporaryDirectory() as directory:
+        qkv.save(model, directory, format="hf")
+        hf = transformers.AutoModelForCausalLM.from_pretrained(directory).eval()
+    model, hf = model.to(dtype), hf.to(dtype)
+    prompt = torch.randint(0, model.config.vocab_size, (1, 32))
+    tables = []
+    with torch.inference_mode():
+        for name, run in (("qkv", _run_qkv), ("transformers", _run_hf)):
+            run(model if name == "qkv" else hf, prompt, 2)
+            with profile() as prof:
+                run(model if name == "qkv" else hf, prompt, new_tokens)
+            averages = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=6)
+            tables.append(f"{name} {dtype}, {new_tokens} tokens:\n{averages}")
+    return "\n".join(tables)
+
+
 def bytes_per_token(model: torch.nn.Module, context: int) -> float:
     """Bytes a decode step reads: every weight once (one row of wpe) plus the KV cache."""
     c = model.config
@@ -279,9 +304,16 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=None, help="override 256 / 32")
     parser.add_argument("--skip", choices=("generation", "encoding"), action="append", default=[])
     parser.add_argument("--out", default=None, help="also write the report (markdown) here")
+    parser.add_argument(
+        "--profile", action="store_true", help="only print the top operators of decoding"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile:
+        for dtype in (torch.float32, torch.bfloat16):
+            print(profile_generation(dtype))
+        return
     started = time.perf_counter()
     header = f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     print(header, flush=True)
