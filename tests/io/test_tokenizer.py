@@ -54,6 +54,10 @@ def test_wordpiece_matches_transformers(source: str, tmp_path: Path) -> None:
         assert ours.tokens(ids) == theirs.convert_ids_to_tokens(ids)
     batch = theirs(TEXTS, padding=True, truncation=True, max_length=256, return_tensors="pt")
     _assert_batch_equal(ours(TEXTS, max_length=256), batch)
+    assert ours.encode_batch(TEXTS, max_length=256) == [
+        theirs.encode(t, truncation=True, max_length=256) for t in TEXTS
+    ]
+    assert ours.encode(TEXTS[1]) == theirs.encode(TEXTS[1])  # truncation does not leak
     assert ours.vocab_size == len(theirs)
     assert ours.pad_token_id == theirs.pad_token_id == 0
     assert ours.eos_token_id is None
