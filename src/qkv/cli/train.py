@@ -54,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except TrainingInterrupted as stop:
         raise CliError(str(stop)) from None
-    if not args.quiet and result.checkpoint is not None:
+    if result.checkpoint is None and not args.quiet:
+        print(
+            f"qkv: the run in {out_dir} is already at step {result.step} of "
+            f"{config.max_iters}; pass a larger --max-iters with --resume to train further",
+            file=sys.stderr,
+        )
+    elif not args.quiet and result.checkpoint is not None:
         val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         print(
             f"qkv: trained {result.step} steps in {result.elapsed_s:.1f} s (train loss "

@@ -329,7 +329,8 @@ def _train(
                         {"step": step, "val_loss": val_loss, "val_ppl": perplexity(val_loss)}
                     )
                     progress.write(
-                        f"step {step}: train loss {loss_value:.4f}, val loss {val_loss:.4f}"
+                        f"step {step}: train loss {loss_value:.4f}, val loss {val_loss:.4f} "
+                        f"(perplexity {perplexity(val_loss):.2f})"
                     )
                     if env.is_main and config.plot:
                         plot_losses(out_dir / "metrics.jsonl", out_dir / "loss.png")
