@@ -140,3 +140,16 @@ def test_every_public_viz_name_resolves():
 
     for name in qkv.viz.__all__:
         assert getattr(qkv.viz, name) is not None, name
+
+
+def test_vocab_pool_skips_special_placeholder_and_padded_ids():
+    import qkv
+    from qkv.viz.heads import default_prefix, vocab_pool
+
+    tok = qkv.load_tokenizer(qkv.io.pretrained_path("all-minilm-l6-v2"))
+    pool = vocab_pool(tok, tok.vocab_size + 64)  # embedding table padded past the vocabulary
+    assert max(pool) < tok.vocab_size
+    strings = tok.tokens(pool[:2000])
+    assert not any(s.startswith("[unused") or s in ("[CLS]", "[SEP]", "[PAD]") for s in strings)
+    assert default_prefix(tok) == [tok.token_id("cls")]
+    assert vocab_pool(None, 5) == [0, 1, 2, 3, 4] and default_prefix(None) == []

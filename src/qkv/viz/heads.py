@@ -270,6 +270,9 @@ def vocab_pool(tokenizer: Any, vocab_size: int) -> list[int]:
     if tokenizer is None:
         return list(range(vocab_size))
     special = set(getattr(tokenizer, "special_ids", []) or [])
+    # A model's embedding table may be padded past the tokenizer's vocabulary (50304 rows for
+    # GPT-2's 50257 tokens): ids the tokenizer never produces are left out.
+    vocab_size = min(vocab_size, int(getattr(tokenizer, "vocab_size", vocab_size)))
     strings = tokenizer.tokens(list(range(vocab_size)))
     placeholder = re.compile(r"^(\[.*\]|<.*>)$")
     pool = [
