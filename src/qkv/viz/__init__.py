@@ -39,6 +39,8 @@ _LAZY = {
     "top_attended": "qkv.viz.terminal",
     "run_experiment": "qkv.viz.induction",
     "open_model": "qkv.viz.model_source",
+    "AttentionView": "qkv.viz.html",
+    "write_html": "qkv.viz.html",
 }
 
 __all__ = sorted(_LAZY)

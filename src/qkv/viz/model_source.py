@@ -51,6 +51,11 @@ def open_model(model_dir: str | os.PathLike[str] | None = None) -> OpenedModel:
             raise NotADirectoryError(
                 f"--model {str(path)!r} is a file; pass the checkpoint's folder instead"
             )
+        if not (path / "config.json").is_file():
+            # A `qkv train` run folder: open its latest checkpoint.
+            from qkv.training.checkpoint import resolve_checkpoint
+
+            path = resolve_checkpoint(path)
         resolved = path.resolve()
         # "runs/induction/model" reads better than "model".
         generic = resolved.name in ("model", "checkpoint", "final", "best", "latest")
