@@ -85,6 +85,18 @@ def test_variants_bf16(opts):
     assert_precision(*_inputs(1, 2, 2, 33, 40, 48), BF16, **opts)
 
 
+@pytest.mark.parametrize("dtype", [FP16, BF16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize(
+    "opts",
+    [{"dropout_p": 0.3, "causal": True}, {"dropout_p": 0.1, "softcap": 3.0, "window": (7, 2)}],
+    ids=["causal", "softcap-window"],
+)
+def test_dropout_regenerates_the_reference_mask(opts, dtype):
+    """The kernels hash (seed, b, h, i, j) exactly as qkv.attention.dropout does, in the
+    forward and again in both backward kernels."""
+    assert_precision(*_inputs(2, 4, 2, 33, 40, 32), dtype, **opts)
+
+
 def _bool_mask():
     mask = torch.rand(2, 1, 33, 40) > 0.4
     mask[0, 0, 3] = False  # a row with no allowed key

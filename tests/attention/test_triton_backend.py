@@ -23,7 +23,6 @@ def _qkv(dtype=torch.float16, head_dim=32, n=8):
     ("make", "reason"),
     [
         (lambda: validate(*_qkv(), need_weights=True), "attention weights"),
-        (lambda: validate(*_qkv(), dropout_p=0.1), "dropout is not implemented"),
         (lambda: validate(*_qkv(torch.float32)), "float32 inputs are refused"),
         (lambda: validate(*_qkv(torch.float64)), "dtype torch.float64 is not supported"),
         (lambda: validate(*_qkv(head_dim=8)), "head dim 8 outside 16..256"),
@@ -33,15 +32,15 @@ def _qkv(dtype=torch.float16, head_dim=32, n=8):
             "gradients with respect to a float mask",
         ),
     ],
-    ids=["weights", "dropout", "fp32", "fp64", "dim8", "dim320", "mask-grad"],
+    ids=["weights", "fp32", "fp64", "dim8", "dim320", "mask-grad"],
 )
 def test_refusals_name_the_reason(make, reason):
     assert reason in (triton_check(make()) or "")
 
 
 def test_named_backend_raises_with_reason():
-    with pytest.raises(ValueError, match="cannot serve this call.*dropout is not implemented"):
-        qkv.attention(*_qkv(), dropout_p=0.5, backend="triton")
+    with pytest.raises(ValueError, match="cannot serve this call.*attention weights"):
+        qkv.attention(*_qkv(), need_weights=True, backend="triton")
 
 
 def test_serves_supported_calls_under_the_interpreter():

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 import qkv
-
-OPTION_NAMES = ("causal", "mask", "scale", "window", "alibi_slopes", "softcap")
+from qkv.attention.dropout import full_keep_mask
+from qkv.attention.validate import validate
 
 
 def lowp_attention(q: Tensor, k: Tensor, v: Tensor, **opts: object) -> Tensor:
@@ -52,11 +52,19 @@ def lowp_attention(q: Tensor, k: Tensor, v: Tensor, **opts: object) -> Tensor:
     exp = torch.exp(scores - row_max.detach())
     total = exp.sum(-1, keepdim=True)
     weights = exp / torch.where(total == 0, torch.ones_like(total), total)
+    dropout_p = opts.get("dropout_p", 0.0)
+    if dropout_p:
+        # The keep mask of the counter-based hash, for the seed qkv.attention draws from torch's
+        # generator (callers reseed torch before each call so every path draws the same seed).
+        call = validate(q.detach(), k.detach(), v.detach(), dropout_p=dropout_p)
+        keep = full_keep_mask(call.dropout_seed, dropout_p, *weights.shape, weights.device)
+        weights = weights * keep / (1.0 - dropout_p)
     return weights @ v
 
 
 def _grads(fn, q: Tensor, k: Tensor, v: Tensor, grad: Tensor, dtype: torch.dtype, backward: bool):
     leaves = [t.detach().to(dtype).requires_grad_(backward) for t in (q, k, v)]
+    torch.manual_seed(1234)  # the same dropout seed for every path
     out = fn(*leaves)
     if not backward:
         return [out.detach().double()]

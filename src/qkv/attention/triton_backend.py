@@ -6,8 +6,9 @@ causal (bottom-right aligned), Nq ≠ Nk, grouped-query / multi-query attention,
 windows, ALiBi, soft-capping and bool / additive masks; a bool padding mask of shape
 (B, 1, 1, Nk) that keeps a prefix of keys becomes per-sequence key lengths. Packed
 variable-length batches go through :func:`varlen_attention`. The backward is deterministic
-(no atomics). Refuses, with the reason: attention weights, dropout, gradients with respect to a
-mask or ALiBi slopes.
+(no atomics). Dropout regenerates ``qkv.attention.dropout``'s counter-based mask inside the
+kernels (the same mask as ``reference`` and ``tiled``). Refuses, with the reason: attention
+weights, gradients with respect to a mask or ALiBi slopes.
 
 Runs on CUDA GPUs of compute capability 8.0 or newer (Ampere, Hopper), and on CPU tensors
 under the Triton interpreter (``TRITON_INTERPRET=1`` set before Triton is imported), which is
@@ -97,8 +98,6 @@ def triton_check(call: AttentionCall) -> str | None:
     """Why the fused kernels cannot serve ``call``, or None when they can."""
     if call.need_weights:
         return "attention weights are never materialised by the fused kernel; use 'reference'"
-    if call.dropout_p > 0:
-        return "dropout is not implemented in the fused kernels; use 'tiled' or 'reference'"
     reason = (
         _device_refusal(call.q.device)
         or _dtype_refusal(call.q.dtype)
@@ -165,6 +164,8 @@ def _problem(call: AttentionCall) -> Problem:
         tiles_per_query_tile=per_query_tile,
         tiles_per_key_tile=per_key_tile,
         alibi_slopes=slopes,
+        dropout_p=call.dropout_p,
+        dropout_seed=call.dropout_seed,
         key_lengths=key_lengths,
     )
 

@@ -17,6 +17,7 @@ import triton.language as tl
 
 from qkv.attention.triton_kernels.configs import BACKWARD_CONFIGS, autotune
 from qkv.attention.triton_kernels.scores import (
+    dropout_keep,
     key_range,
     matmul,
     query_range,
@@ -30,10 +31,11 @@ from qkv.attention.triton_kernels.scores import (
 def _dkdv_tile(
     dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don, stride_ln, start_m,
     k_idx, q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale, softcap,
-    left, right, D_K: tl.constexpr, D_V: tl.constexpr,
+    left, right, b, h, seed, threshold, keep_scale, D_K: tl.constexpr, D_V: tl.constexpr,
     HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, MASK_KIND: tl.constexpr,
-    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, EMULATE_BF16: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+    EMULATE_BF16: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_DK: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):  # fmt: skip
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_dk = tl.arange(0, BLOCK_DK)
@@ -53,8 +55,17 @@ def _dkdv_tile(
         HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP,
     )  # fmt: skip
     p_t = tl.exp2(s_t - lse[None, :])
-    dv += matmul(to_dtype(p_t, do.dtype, EMULATE_BF16), do, EMULATE_BF16)
     dp_t = matmul(v, tl.trans(do), EMULATE_BF16)
+    if HAS_DROPOUT:  # out used the kept, rescaled probabilities; so do dV and dP
+        keep_t = dropout_keep(seed, b, h, offs_m[None, :], k_idx, threshold)
+        dv += matmul(
+            to_dtype(tl.where(keep_t, p_t * keep_scale, 0.0), do.dtype, EMULATE_BF16),
+            do,
+            EMULATE_BF16,
+        )
+        dp_t = tl.where(keep_t, dp_t * keep_scale, 0.0)
+    else:
+        dv += matmul(to_dtype(p_t, do.dtype, EMULATE_BF16), do, EMULATE_BF16)
     ds_t = p_t * (dp_t - delta[None, :])
     if HAS_SOFTCAP:
         ds_t = ds_t * dcap_t
@@ -79,13 +90,14 @@ def attention_dkdv_kernel(
     KV_HEADS, GROUPS, N_Q, N_K, N_Q_KEY, N_K_KEY,
     D_K: tl.constexpr,
     D_V: tl.constexpr,
-    scale, softcap, left, right,
+    scale, softcap, left, right, seed, threshold, keep_scale,
     HAS_LEFT: tl.constexpr,
     HAS_RIGHT: tl.constexpr,
     MASK_KIND: tl.constexpr,
     HAS_TABLE: tl.constexpr,
     HAS_ALIBI: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
     VARLEN: tl.constexpr,
     HAS_KLEN: tl.constexpr,
     EMULATE_BF16: tl.constexpr,
@@ -141,18 +153,18 @@ def attention_dkdv_kernel(
                 dk, dv = _dkdv_tile(
                     dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don,
                     stride_ln, start_m, k_idx, q_len, k_len, offset, mask_base, stride_mm,
-                    stride_mn, slope, scale, softcap, left, right, D_K, D_V, HAS_LEFT,
-                    HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, EMULATE_BF16, BLOCK_M,
-                    BLOCK_DK, BLOCK_DV,
+                    stride_mn, slope, scale, softcap, left, right, b, h, seed, threshold,
+                    keep_scale, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP,
+                    HAS_DROPOUT, EMULATE_BF16, BLOCK_M, BLOCK_DK, BLOCK_DV,
                 )  # fmt: skip
         else:
             for start_m in range(lo, hi, BLOCK_M):
                 dk, dv = _dkdv_tile(
                     dk, dv, k, v, q_base, do_base, l_base, d_base, stride_qn, stride_don,
                     stride_ln, start_m, k_idx, q_len, k_len, offset, mask_base, stride_mm,
-                    stride_mn, slope, scale, softcap, left, right, D_K, D_V, HAS_LEFT,
-                    HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, EMULATE_BF16, BLOCK_M,
-                    BLOCK_DK, BLOCK_DV,
+                    stride_mn, slope, scale, softcap, left, right, b, h, seed, threshold,
+                    keep_scale, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP,
+                    HAS_DROPOUT, EMULATE_BF16, BLOCK_M, BLOCK_DK, BLOCK_DV,
                 )  # fmt: skip
 
     dk = dk * scale
@@ -178,9 +190,10 @@ def attention_dkdv_kernel(
 def _dq_tile(
     dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx, q_len, k_len,
     offset, mask_base, stride_mm, stride_mn, slope, scale, softcap, left, right,
-    D_K: tl.constexpr, D_V: tl.constexpr,
+    b, h, seed, threshold, keep_scale, D_K: tl.constexpr, D_V: tl.constexpr,
     HAS_LEFT: tl.constexpr, HAS_RIGHT: tl.constexpr, MASK_KIND: tl.constexpr,
-    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, EMULATE_BF16: tl.constexpr,
+    HAS_ALIBI: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_DROPOUT: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):  # fmt: skip
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -198,6 +211,9 @@ def _dq_tile(
     )  # fmt: skip
     p = tl.exp2(s - lse[:, None])
     dp = matmul(do, tl.trans(v), EMULATE_BF16)
+    if HAS_DROPOUT:
+        keep = dropout_keep(seed, b, h, q_idx, offs_n[None, :], threshold)
+        dp = tl.where(keep, dp * keep_scale, 0.0)
     ds = p * (dp - delta[:, None])
     if HAS_SOFTCAP:
         ds = ds * dcap
@@ -221,13 +237,14 @@ def attention_dq_kernel(
     Q_HEADS, GROUPS, N_Q, N_K, N_Q_KEY, N_K_KEY,
     D_K: tl.constexpr,
     D_V: tl.constexpr,
-    scale, softcap, left, right,
+    scale, softcap, left, right, seed, threshold, keep_scale,
     HAS_LEFT: tl.constexpr,
     HAS_RIGHT: tl.constexpr,
     MASK_KIND: tl.constexpr,
     HAS_TABLE: tl.constexpr,
     HAS_ALIBI: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
     VARLEN: tl.constexpr,
     HAS_KLEN: tl.constexpr,
     EMULATE_BF16: tl.constexpr,
@@ -282,16 +299,18 @@ def attention_dq_kernel(
             dq = _dq_tile(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
-                softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                softcap, left, right, b, h, seed, threshold, keep_scale, D_K, D_V, HAS_LEFT,
+                HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, HAS_DROPOUT, EMULATE_BF16,
+                BLOCK_N, BLOCK_DK, BLOCK_DV,
             )  # fmt: skip
     else:
         for start_n in range(lo, hi, BLOCK_N):
             dq = _dq_tile(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
-                softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                softcap, left, right, b, h, seed, threshold, keep_scale, D_K, D_V, HAS_LEFT,
+                HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, HAS_DROPOUT, EMULATE_BF16,
+                BLOCK_N, BLOCK_DK, BLOCK_DV,
             )  # fmt: skip
     dq = dq * scale
     dq_base = DQ + b64 * stride_dqb + h * stride_dqh + q_row * stride_dqn

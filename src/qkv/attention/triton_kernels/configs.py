@@ -105,6 +105,7 @@ TUNE_KEY = [
     "HAS_TABLE",
     "HAS_ALIBI",
     "HAS_SOFTCAP",
+    "HAS_DROPOUT",
     "VARLEN",
     "HAS_KLEN",
     "GROUPS",

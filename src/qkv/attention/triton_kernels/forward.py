@@ -13,6 +13,7 @@ import triton.language as tl
 
 from qkv.attention.triton_kernels.configs import FORWARD_CONFIGS, autotune
 from qkv.attention.triton_kernels.scores import (
+    dropout_keep,
     key_range,
     matmul,
     score_mod,
@@ -44,6 +45,11 @@ def _forward_tile(
     softcap,
     left,
     right,
+    b,
+    h,
+    seed,
+    threshold,
+    keep_scale,
     D_K: tl.constexpr,
     D_V: tl.constexpr,
     HAS_LEFT: tl.constexpr,
@@ -51,6 +57,7 @@ def _forward_tile(
     MASK_KIND: tl.constexpr,
     HAS_ALIBI: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
     EMULATE_BF16: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_DK: tl.constexpr,
@@ -75,6 +82,9 @@ def _forward_tile(
     l_i = l_i * alpha + tl.sum(p, 1)
     v_mask = (offs_n[:, None] < k_len) & (offs_dv[None, :] < D_V)
     v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_dv[None, :], mask=v_mask, other=0.0)
+    if HAS_DROPOUT:  # the softmax sum uses every probability; the output only the kept ones
+        keep = dropout_keep(seed, b, h, q_idx, offs_n[None, :], threshold)
+        p = tl.where(keep, p * keep_scale, 0.0)
     acc = acc * alpha[:, None] + matmul(to_dtype(p, v.dtype, EMULATE_BF16), v, EMULATE_BF16)
     return acc, m_new, l_i
 
@@ -94,13 +104,14 @@ def attention_forward_kernel(
     Q_HEADS, GROUPS, N_Q, N_K, N_Q_KEY, N_K_KEY,
     D_K: tl.constexpr,
     D_V: tl.constexpr,
-    scale, softcap, left, right,
+    scale, softcap, left, right, seed, threshold, keep_scale,
     HAS_LEFT: tl.constexpr,
     HAS_RIGHT: tl.constexpr,
     MASK_KIND: tl.constexpr,
     HAS_TABLE: tl.constexpr,
     HAS_ALIBI: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
+    HAS_DROPOUT: tl.constexpr,
     VARLEN: tl.constexpr,
     HAS_KLEN: tl.constexpr,
     EMULATE_BF16: tl.constexpr,
@@ -148,16 +159,18 @@ def attention_forward_kernel(
             acc, m_i, l_i = _forward_tile(
                 acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
-                softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                softcap, left, right, b, h, seed, threshold, keep_scale, D_K, D_V, HAS_LEFT,
+                HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, HAS_DROPOUT, EMULATE_BF16,
+                BLOCK_N, BLOCK_DK, BLOCK_DV,
             )  # fmt: skip
     else:
         for start_n in range(lo, hi, BLOCK_N):
             acc, m_i, l_i = _forward_tile(
                 acc, m_i, l_i, q, k_base, v_base, stride_kn, stride_vn, start_n, q_idx,
                 q_len, k_len, offset, mask_base, stride_mm, stride_mn, slope, scale,
-                softcap, left, right, D_K, D_V, HAS_LEFT, HAS_RIGHT, MASK_KIND, HAS_ALIBI,
-                HAS_SOFTCAP, EMULATE_BF16, BLOCK_N, BLOCK_DK, BLOCK_DV,
+                softcap, left, right, b, h, seed, threshold, keep_scale, D_K, D_V, HAS_LEFT,
+                HAS_RIGHT, MASK_KIND, HAS_ALIBI, HAS_SOFTCAP, HAS_DROPOUT, EMULATE_BF16,
+                BLOCK_N, BLOCK_DK, BLOCK_DV,
             )  # fmt: skip
 
     # Rows with no allowed key: output 0 and log-sum-exp +inf (so the backward sees p = 0).

@@ -88,6 +88,9 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
         problem.softcap if problem.softcap is not None else 1.0,
         problem.left if problem.left is not None else 0,
         problem.right if problem.right is not None else 0,
+        problem.dropout_seed,
+        problem.dropout_threshold,
+        1.0 / (1.0 - problem.dropout_p),
     ]
     flags = {
         "HAS_LEFT": problem.left is not None,
@@ -96,6 +99,7 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
         "HAS_TABLE": problem.has_tiles,
         "HAS_ALIBI": problem.alibi_slopes is not None,
         "HAS_SOFTCAP": problem.softcap is not None,
+        "HAS_DROPOUT": problem.dropout_p > 0,
         "VARLEN": problem.varlen,
         "HAS_KLEN": problem.key_lengths is not None,
         "EMULATE_BF16": INTERPRET and q.dtype == torch.bfloat16,

@@ -43,6 +43,7 @@ ALL_OPTIONS = {
     "HAS_TABLE": True,
     "HAS_ALIBI": True,
     "HAS_SOFTCAP": True,
+    "HAS_DROPOUT": True,
     "VARLEN": False,
     "HAS_KLEN": True,
     "EMULATE_BF16": False,
@@ -83,8 +84,10 @@ def compile_offline(
             signature[name] = "*u8" if options["MASK_KIND"] == 1 else "*" + dtype
         elif name in _POINTER_TYPES:
             signature[name] = _POINTER_TYPES[name]
-        elif name in ("scale", "softcap"):
+        elif name in ("scale", "softcap", "keep_scale"):
             signature[name] = "fp32"
+        elif name in ("seed", "threshold"):
+            signature[name] = "i64"
         else:
             signature[name] = "i32"
         if signature[name].startswith("*") or strided_io:

@@ -4,6 +4,7 @@ viewed as uint8, lengths as int32)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,8 @@ class Problem:
     tiles_per_query_tile: Tensor | None = None
     tiles_per_key_tile: Tensor | None = None
     alibi_slopes: Tensor | None = None
+    dropout_p: float = 0.0
+    dropout_seed: int = 0
     key_lengths: Tensor | None = None
     cu_seqlens_q: Tensor | None = None
     cu_seqlens_k: Tensor | None = None
@@ -52,8 +55,16 @@ class Problem:
             raise ValueError("tiles_per_query_tile and tiles_per_key_tile go together")
         if (self.cu_seqlens_q is None) != (self.cu_seqlens_k is None):
             raise ValueError("cu_seqlens_q and cu_seqlens_k must be given together")
+        if not 0.0 <= self.dropout_p < 1.0:
+            raise ValueError(f"dropout_p must be in [0, 1), got {self.dropout_p}")
         if self.key_lengths is not None and self.key_lengths.dtype != torch.int32:
             raise ValueError(f"key_lengths must be int32, got {self.key_lengths.dtype}")
+
+    @property
+    def dropout_threshold(self) -> int:
+        """ceil(p·2⁵³): a score is kept iff the top 53 bits of its hash are >= this (see
+        ``qkv.attention.dropout``: uniform = bits·2⁻⁵³ >= p, exact in integers)."""
+        return math.ceil(self.dropout_p * 2.0**53)
 
     @property
     def has_tiles(self) -> bool:

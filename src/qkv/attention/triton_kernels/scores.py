@@ -181,3 +181,27 @@ def query_range(
     if HAS_LEFT:  # k >= q + offset - left  <=>  q <= k - offset + left
         hi = tl.minimum(hi, start_n * BLOCK_N + BLOCK_N - offset + left)
     return lo, hi
+
+
+@triton.jit
+def _mix64(x):
+    """SplitMix64's finaliser on uint64 (wrap-around multiplies, logical shifts)."""
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB
+    return x ^ (x >> 31)
+
+
+@triton.jit
+def dropout_keep(seed, b, h, q_idx, k_idx, threshold):
+    """Keep decision for scores (b, h, q_idx, k_idx): bit for bit ``qkv.attention.dropout``'s
+    counter-based hash, so forward and backward (and the reference) draw the same mask.
+    ``threshold`` = ceil(p·2⁵³): kept iff the top 53 hash bits are >= it."""
+    # `+ 0 * b` turns a launch argument Triton specialised to the constant 1 into a tensor.
+    seed = seed + 0 * b
+    threshold = threshold + 0 * b
+    x = seed.to(tl.uint64) + b.to(tl.uint64) * 0x100000001B3
+    x = x * 0x9E3779B97F4A7C15 + h.to(tl.uint64) * 0x9E3779B1
+    x = _mix64(x) + q_idx.to(tl.uint64) * 0x85EBCA77
+    x = _mix64(x) + k_idx.to(tl.uint64)
+    x = _mix64(x * 0x9E3779B97F4A7C15)
+    return (x >> 11) >= threshold.to(tl.uint64)
