@@ -9,9 +9,13 @@ The tier stack, bottom to top:
   dQ per query block (no atomics, so the backward is deterministic).
 - ``configs.py``  — autotune configurations for Ampere/Hopper and the single small
   configuration used under ``TRITON_INTERPRET=1``.
-- ``problem.py``  — the host-side description of one launch (shapes, options, strides).
+- ``problem.py``  — the host-side description of one launch (options in kernel terms).
+- ``masks.py``    — host-side mask analysis: per-tile lists of tiles with any allowed score,
+  padding masks recognised as per-sequence key lengths.
 - ``launch.py``   — launchers that turn tensors and a problem into kernel launches.
 - ``autograd.py`` — the ``torch.autograd.Function`` tying forward and backward together.
+- ``varlen.py``   — ``varlen_attention`` for packed variable-length batches.
+- ``offline.py``  — compiles the kernels for sm80/sm90 without a GPU (build checks).
 
-Importing this package imports Triton; ``qkv.attention.triton_backend`` imports it lazily.
+Importing a kernel module imports Triton; ``qkv.attention.triton_backend`` does so lazily.
 """

@@ -77,7 +77,7 @@ def _common_args(q: Tensor, problem: Problem, shape: dict[str, int]) -> tuple[li
     pointers = [mask, slopes, cu_q, cu_k, klen]
     strides = [mask_strides, slope_strides]
     scalars = [
-        shape["groups"] if "groups" in shape else shape["q_heads"] // shape["kv_heads"],
+        shape["q_heads"] // shape["kv_heads"],  # GROUPS
         n_q,
         n_k,
         length_key(n_q),
