@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="peer,qkv,fast", help="comma list of rows to run")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--fast-lr", type=float, default=FAST["lr"], help="fast preset lr")
+    parser.add_argument("--fast-iters", type=int, default=FAST["max_iters"], help="fast steps")
+    parser.add_argument("--fast-batch", type=int, default=FAST["batch_size"], help="fast batch")
     parser.add_argument("--write", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
     if not args.data.is_file():
@@ -194,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.scale or (0.1 if args.quick else 1.0)
     text = args.data.read_text(encoding="utf-8")
     rows = []
+    fast = dict(
+        FAST, lr=args.fast_lr, min_lr=args.fast_lr / 10, max_iters=args.fast_iters,
+        batch_size=args.fast_batch,
+    )  # fmt: skip
     for name in args.rows.split(","):
-        base = {"peer": RECIPE, "qkv": RECIPE, "fast": FAST}[name]
+        base = {"peer": RECIPE, "qkv": RECIPE, "fast": fast}[name]
         r = dict(base, max_iters=max(int(base["max_iters"] * scale), base["warmup_iters"] + 10))
         print(f"running {name} ({r['max_iters']} iterations) ...", file=sys.stderr, flush=True)
         seconds, val = (
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = {
         "peer": "nanoGPT-style loop (peer, plain PyTorch)",
         "qkv": "qkv train, baby-gpt recipe",
-        "fast": "qkv train, fast preset (bf16, fused AdamW, batch 48, 600 it)",
+        "fast": f"qkv train, fast preset (bf16, fused AdamW, lr {fast['lr']:g})",
     }
     lines = [
         "| run | iters | batch | train s | ms/iter | val loss | time vs peer |",

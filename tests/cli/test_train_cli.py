@@ -110,6 +110,15 @@ def test_resume_faults(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     )
 
 
+def test_resume_from_the_latest_link_extends_the_run(
+    trained: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["train", "--resume", str(trained / "latest"), "--max-iters", "8", "--quiet"]) == 0
+    assert (trained / "latest").resolve().name == "step-00000008"
+    steps = [r["step"] for r in read_metrics(trained / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, 9))
+
+
 def test_non_finite_loss_keeps_the_last_good_checkpoint(
     trained: Path, capsys: pytest.CaptureFixture
 ) -> None:

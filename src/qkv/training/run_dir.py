@@ -66,7 +66,7 @@ def plan_resume(path: str | Path, given: dict[str, Any]) -> tuple[TrainConfig, P
             f"--resume {path}: no such directory; pass the --out-dir of an earlier run"
         )
     try:
-        checkpoint = ckpt.resolve_checkpoint(path)
+        checkpoint = ckpt.resolve_checkpoint(path).resolve()  # out/latest -> its target
     except FileNotFoundError:
         raise FileNotFoundError(
             f"--resume {path}: no checkpoint found in it; start a run with `qkv train --out-dir "
