@@ -113,3 +113,17 @@ def test_reference_agrees_with_pytorch_sdpa(options: dict) -> None:
     )
     got = qkv.attention(q, k, v, backend="reference", **opts)
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
+
+
+def test_empty_row_detection_for_gpu_refusal() -> None:
+    from qkv.attention.sdpa import _has_empty_row
+
+    mask = torch.ones(1, 1, 4, 5, dtype=torch.bool)
+    assert not _has_empty_row(mask)
+    mask[..., 2, :] = False
+    assert _has_empty_row(mask)
+    bias = torch.zeros(1, 1, 4, 5)
+    bias[..., 1, :4] = float("-inf")
+    assert not _has_empty_row(bias)
+    bias[..., 1, 4] = float("-inf")
+    assert _has_empty_row(bias)

@@ -70,6 +70,12 @@ def _kernel_choice(call: AttentionCall) -> int:
     )
 
 
+def _has_empty_row(mask: Tensor) -> bool:
+    """True if some query row of the (broadcast) mask allows no key at all."""
+    blocked = ~mask if mask.dtype == torch.bool else torch.isneginf(mask)
+    return bool(blocked.all(dim=-1).any())
+
+
 def sdpa_check(call: AttentionCall) -> str | None:
     """Why SDPA cannot serve ``call`` without materialising N×N scores, or None."""
     reason = _static_refusal(call)
@@ -79,6 +85,9 @@ def sdpa_check(call: AttentionCall) -> str | None:
         kernel = _kernel_choice(call)
     except RuntimeError as error:  # PyTorch rejects the inputs outright
         return f"torch.nn.functional.scaled_dot_product_attention rejects this call: {error}"
+    if call.mask is not None and call.q.device.type != "cpu" and _has_empty_row(call.mask):
+        # Verified on CPU only (0 output, zero gradients); GPU kernels are not trusted here.
+        return "the mask leaves a query row with no key, which SDPA's GPU kernels may turn into NaN"
     if kernel <= _MATH:
         why = ""
         if call.v.shape[-1] != call.q.shape[-1]:
