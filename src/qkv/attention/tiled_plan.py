@@ -81,9 +81,9 @@ class TilePlan:
 
     # ---- layout -------------------------------------------------------------------------
     def grouped(self, t: Tensor) -> Tensor:
-        """(B, Hq, N, D) -> (B, Hkv, G, N, D), a view."""
+        """(B, Hq, N, D) -> (B, Hkv, G, N, D); a view unless ``t`` is not contiguous."""
         b, _, n, d = t.shape
-        return t.view(b, self.call.kv_heads, self.call.groups, n, d)
+        return t.reshape(b, self.call.kv_heads, self.call.groups, n, d)
 
     def query_block(self, grouped: Tensor, i0: int, i1: int) -> Tensor:
         """Rows i0:i1 of every query head, (B, Hkv, G, N, D) -> (B·Hkv, G·bq, D) (a copy)."""
