@@ -37,7 +37,7 @@ def _compile(jobs: list) -> list[dict]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=3600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -63,8 +63,9 @@ def test_plain_forward_is_software_pipelined():
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", [80, 90])
 def test_some_config_of_each_kernel_fits_shared_memory(arch):
-    """For head dims 64, 128, 256 (and 80, padded), at least one autotune config per kernel
-    compiles within the device's shared memory; fp16, bf16 and fp32 (TF32) all build."""
+    """For head dims 64, 128, 256 (and 80, padded to 128), at least one autotune config per
+    kernel compiles within the device's shared memory; fp32 (TF32) builds too. ~100 compiles:
+    several minutes."""
     from qkv.attention.triton_kernels.configs import BACKWARD_CONFIGS, FORWARD_CONFIGS, prune
 
     jobs, index = [], []

@@ -69,7 +69,8 @@ def _arg(named_args: dict[str, Any], kwargs: dict[str, Any], name: str) -> Any:
 
 def prune(configs: list[triton.Config], named_args: dict[str, Any], **kwargs: Any) -> list:
     """Drop configs that cannot serve this launch: masked launches need MASK_TILE tiles,
-    and big tiles with head dims above 128 overflow shared memory."""
+    and big tiles with head dims above 128 overflow shared memory (measured offline with
+    ``offline.compile_offline``, 2026-11-24: at d = 256 only 2-stage 64×64 / 64×32 fit sm80)."""
     has_table = bool(_arg(named_args, kwargs, "HAS_TABLE"))
     block_d = max(
         int(_arg(named_args, kwargs, "BLOCK_DK") or 64),
@@ -80,8 +81,8 @@ def prune(configs: list[triton.Config], named_args: dict[str, Any], **kwargs: An
         block_m, block_n = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
         if has_table and (block_m, block_n) != (MASK_TILE, MASK_TILE):
             continue
-        if block_d > 128 and block_m * block_n > 64 * 64:
-            continue
+        if block_d > 128 and (block_m * block_n > 64 * 64 or config.num_stages > 2):
+            continue  # head dim 256: only 2-stage tiles up to 64×64 fit sm80 shared memory
         if block_d > 64 and block_m * block_n > 128 * 64 and config.num_stages > 3:
             continue
         kept.append(config)
