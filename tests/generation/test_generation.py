@@ -145,6 +145,12 @@ def test_context_overflow_and_bad_arguments_are_value_errors(model):
         qkv.generate(model, ids, max_new_tokens=2, eos_token_id=97)
 
 
+def test_stream_checks_arguments_at_the_call(model):
+    with pytest.raises(ValueError, match="temperature"):
+        qkv.generate_stream(model, torch.zeros(1, 3, dtype=torch.long), max_new_tokens=2,
+                            temperature=-0.5)
+
+
 def test_training_mode_is_restored():
     model = GPT(preset("gpt-nano", vocab_size=97, dropout=0.2)).train()
     ids = torch.randint(0, 97, (1, 4))

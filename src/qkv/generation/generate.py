@@ -5,17 +5,21 @@ The cache holds (B, Hkv, max_len, D) buffers per layer, written in place; a left
 batch carries its padding mask in one preallocated (B, max_len) buffer and each row's
 positions are counted from its own first real token, so a padded batch produces what each
 prompt would alone. The decode step has a single query per row, which is not causal-masked,
-so the attention kernel sees just a length-limited view of the cache.
+so the attention kernel sees just a length-limited view of the cache. Float32 models on CPU
+decode with (in, out) copies of their linear weights (``qkv.nn.decode_layout``: measured
+~25% faster matrix-vector products; the copies live only while generating).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from qkv.generation.sampling import check_sampling, sample_next
+from qkv.nn.decode_layout import decode_layout, worth_it
 
 
 def _check_inputs(
@@ -72,7 +76,6 @@ def _check_inputs(
     return total
 
 
-@torch.inference_mode()
 def generate_stream(
     model: nn.Module,
     input_ids: Tensor,
@@ -92,23 +95,31 @@ def generate_stream(
         >>> for token in qkv.generate_stream(model, ids, max_new_tokens=20, temperature=0):
         ...     print(tokenizer.decode(token.tolist()), end="")
     """
+    # Arguments are checked here, at the call, not at the first next().
     check_sampling(temperature, top_k, top_p)
     max_len = _check_inputs(model, input_ids, max_new_tokens, attention_mask, eos_token_id)
+    return _stream(
+        model,
+        input_ids.long(),
+        max_len=max_len,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos_token_id=eos_token_id,
+        seed=seed,
+        attention_mask=attention_mask,
+    )
+
+
+@torch.inference_mode()
+def _stream(model: nn.Module, input_ids: Tensor, **options: Any) -> Iterator[Tensor]:
+    """Eval mode and the decode weight layout around :func:`_decode`, undone at the end."""
     was_training = model.training
     model.eval()
     try:
-        yield from _decode(
-            model,
-            input_ids.long(),
-            max_len=max_len,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            eos_token_id=eos_token_id,
-            seed=seed,
-            attention_mask=attention_mask,
-        )
+        with decode_layout(model, enabled=worth_it(model)):
+            yield from _decode(model, input_ids, **options)
     finally:
         model.train(was_training)
 
