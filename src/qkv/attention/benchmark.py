@@ -170,8 +170,12 @@ def _flex(case: Case) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
     return lambda q, k, v: compiled(q, k, v, score_mod=score_mod, block_mask=block_mask)
 
 
-def build(case: Case) -> tuple[Callable[[], Tensor], tuple[Tensor, ...], str, str]:
-    """(run, inputs, chosen backend, reason) for ``case``; run() does forward (+ backward)."""
+def build(case: Case) -> tuple[Callable[[], Tensor], int, str, str]:
+    """(run, baseline max RSS, chosen backend, reason); run() does forward (+ backward).
+
+    The baseline is taken once q, k, v exist and before anything else (an explicit mask,
+    a compiled kernel) is built, so those count towards the case's peak memory.
+    """
     import torch.nn.functional as F
 
     import qkv
@@ -183,6 +187,7 @@ def build(case: Case) -> tuple[Callable[[], Tensor], tuple[Tensor, ...], str, st
         for _ in range(3)
     )
     q, k, v = inputs
+    baseline = _max_rss_bytes()
     options = case.options()
     chosen, reason = case.impl, ""
     if case.impl in QKV_IMPLS:
@@ -215,7 +220,7 @@ def build(case: Case) -> tuple[Callable[[], Tensor], tuple[Tensor, ...], str, st
                 t.grad = None
         return out
 
-    return run, inputs, chosen, reason
+    return run, baseline, chosen, reason
 
 
 def measure(case: Case, repeats: int = 3, warmup: int = 1) -> Result:
@@ -241,8 +246,7 @@ def _max_rss_bytes() -> int:
 
 def worker(case: Case, repeats: int) -> dict:
     """Subprocess body: peak RSS growth of the first run, then ``repeats`` timed runs."""
-    run, _, chosen, reason = build(case)
-    before = _max_rss_bytes()
+    run, before, chosen, reason = build(case)
     grad = torch.enable_grad() if case.backward else torch.no_grad()
     times = []
     with grad:

@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"total {time.perf_counter() - started:.0f} s.",
         "",
         "Cells: median time · peak RSS growth of the first call in a fresh process "
-        "(inputs excluded). B=1, 8 heads, d=64. GFLOP/s by FlashAttention's count "
+        "(q, k, v excluded; masks and compilation included). B=1, 8 heads, d=64. "
+        "GFLOP/s by FlashAttention's count "
         "(4·B·H·N²·d forward, ×2.5 fwd+bwd, halved for causal) for auto (tiled on variant "
         "rows), beside a 2048³ matmul in the same dtype. window = causal sliding window of "
         "512; sdpa+mask = SDPA given the variant as an explicit float mask (mask built "
