@@ -197,8 +197,10 @@ def test_float32_in_tf32_mode(monkeypatch):
     torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("head_dim", [128, 256, 96])
+@pytest.mark.parametrize(
+    "head_dim",
+    [128, pytest.param(256, marks=pytest.mark.slow), pytest.param(96, marks=pytest.mark.slow)],
+)
 @pytest.mark.parametrize("dtype", [FP16, BF16], ids=["fp16", "bf16"])
 def test_large_head_dims(head_dim, dtype):
     assert_precision(*_inputs(1, 2, 1, 65, 97, head_dim), dtype, causal=True, window=(40, 0))
