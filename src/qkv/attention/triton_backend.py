@@ -184,8 +184,8 @@ register_backend(
         check=triton_check,
         available=triton_available,
         description=(
-            "fused FlashAttention-2-style Triton kernels (fp16/bf16, GQA, causal, window, "
-            "ALiBi, softcap, masks); CUDA sm80+"
+            "fused FlashAttention-2-style Triton kernels (fp16/bf16; GQA, causal, window, "
+            "ALiBi, softcap, masks, dropout); CUDA sm80+"
         ),
     )
 )
