@@ -6,8 +6,8 @@ Recipe (nanoGPT's CPU example): character level, first 90% train / last 10% vali
 (2-D weights), 100 warmup steps, cosine to 1e-4 over 2000 iterations, grad clip 1.0, no
 dropout. The peer is written here in plain PyTorch (embeddings, pre-LN blocks with fused QKV
 and ``F.scaled_dot_product_attention``, tied head, bias-free like nanoGPT's config) with the
-same data sampling and AdamW groups (for-loop AdamW, as nanoGPT uses on CPU), so the table compares the library against the textbook
-loop on the same machine at the same moment. A third row runs the ``fast`` preset (bf16
+same data sampling and AdamW groups (the for-loop AdamW nanoGPT uses on CPU), so the table
+compares the library against the textbook loop on the same machine at the same moment. A third row runs the ``fast`` preset (bf16
 autocast, fused AdamW, 4× batch, 3× lr, 30% of the steps), which aims at the same validation
 loss in half the time.
 
