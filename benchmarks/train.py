@@ -7,9 +7,9 @@ Recipe (nanoGPT's CPU example): character level, first 90% train / last 10% vali
 dropout. The peer is written here in plain PyTorch (embeddings, pre-LN blocks with fused QKV
 and ``F.scaled_dot_product_attention``, tied head, bias-free like nanoGPT's config) with the
 same data sampling and AdamW groups (the for-loop AdamW nanoGPT uses on CPU), so the table
-compares the library against the textbook loop on the same machine at the same moment. A third row runs the ``fast`` preset (bf16
-autocast, fused AdamW, 4× batch, 3× lr, 30% of the steps), which aims at the same validation
-loss in half the time.
+compares the library against the textbook loop on the same machine at the same moment. A
+third row runs the ``fast`` preset (bf16 autocast, fused AdamW, 4× batch, 3× lr, 30% of the
+steps), which aims at the same validation loss in less time.
 
 Validation loss is the mean cross-entropy over the *whole* validation split (non-overlapping
 64-token windows, every character after the first of each window predicted), for every row.
