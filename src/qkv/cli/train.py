@@ -33,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
 
     from qkv.cli.main import CliError
@@ -54,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
         )
     except TrainingInterrupted as stop:
         raise CliError(str(stop)) from None
-    if result.checkpoint is None and not args.quiet:
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes and reports
+    if result.checkpoint is None and not args.quiet and main_rank:
         print(
             f"qkv: the run in {out_dir} is already at step {result.step} of "
             f"{config.max_iters}; pass a larger --max-iters with --resume to train further",
             file=sys.stderr,
         )
-    elif not args.quiet and result.checkpoint is not None:
+    elif not args.quiet and result.checkpoint is not None and main_rank:
         val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         print(
             f"qkv: trained {result.step} steps in {result.elapsed_s:.1f} s (train loss "
@@ -68,4 +70,12 @@ def run(args: argparse.Namespace) -> int:
             f"`qkv generate {out_dir} --prompt ...`",
             file=sys.stderr,
         )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun (gloo, torch 2.13, 2026-11-24) a worker whose peer has already exited
+        # could abort from a background thread ("terminate called without an active
+        # exception", ~1 run in 4) after all work was saved. teardown() met every rank at a
+        # barrier and holds rank 0 back briefly; leave now without static destructors.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
