@@ -84,7 +84,7 @@ def explain_backend(
 
         >>> print(qkv.explain_backend(q, k, v, softcap=30.0))
         tiled: blockwise online softmax: every variant with O(N) memory
-          not sdpa: softcap needs an explicit N×N score modification
+          not sdpa: softcap changes every score: SDPA would need the explicit N×N score matrix
     """
     call = validate(q, k, v, **options)  # type: ignore[arg-type]
     return choose(call, backend)
