@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Cells: median time · peak RSS growth of the first call in a fresh process "
         "(q, k, v excluded; masks and compilation included). B=1, 8 heads, d=64. "
         "GFLOP/s by FlashAttention's count "
-        "(4·B·H·N²·d forward, ×2.5 fwd+bwd, halved for causal) for auto (tiled on variant "
+        "(4·B·H·N²·d forward, ×3.5 fwd+bwd, halved for causal) for auto (tiled on variant "
         "rows), beside a 2048³ matmul in the same dtype. window = causal sliding window of "
         "512; sdpa+mask = SDPA given the variant as an explicit float mask (mask built "
         "before timing, counted in memory); flex = torch.compile'd FlexAttention (forward "
