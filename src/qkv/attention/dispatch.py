@@ -28,12 +28,16 @@ class BackendChoice:
 def preference(call: AttentionCall) -> list[tuple[str, str]]:
     """Backends in order of expected speed for this call, each with the reason it is preferred.
 
-    The order comes from benchmarks/attention.py measurements (see benchmarks/results/).
+    On CPU the order comes from benchmarks/attention.py (benchmarks/results/attention-cpu.md).
+    On CUDA no measurement exists yet (no GPU has run benchmarks/attention_gpu.py, 2026-11-24),
+    so PyTorch's fused kernels (FlashAttention-2 / cuDNN, themselves near the hardware limit)
+    keep the calls they serve and the Triton kernels take every variant SDPA refuses (ALiBi,
+    softcap, windows, causal with a mask, ...); revisit once the GPU table is committed.
     """
     order: list[tuple[str, str]] = []
-    if call.q.device.type == "cuda":
-        order.append(("triton", "fused Triton kernel, fastest measured on CUDA for this call"))
     order.append(("sdpa", "PyTorch's fused scaled_dot_product_attention serves this call"))
+    if call.q.device.type == "cuda":
+        order.append(("triton", "fused Triton kernel: serves the variants SDPA cannot fuse"))
     if call.need_weights:
         order.append(("reference", "attention weights requested; reference computes them"))
     small = call.q_len * call.k_len <= SMALL_PROBLEM
