@@ -105,7 +105,8 @@ def _decode_stats(start: float, stamps: list[float]) -> tuple[float, float]:
     return 1.0 / statistics.median(steps), len(stamps) / (stamps[-1] - start)
 
 
-def generation(new_tokens: int, read_bw: float) -> list[Row]:
+def generation(new_tokens: int, read_bw: float, repeats: int = 3) -> list[Row]:
+    """Rows for (a); each figure is the median over ``repeats`` interleaved runs."""
     import transformers
 
     from qkv.models import GPT, preset
@@ -121,13 +122,17 @@ def generation(new_tokens: int, read_bw: float) -> list[Row]:
     for dtype in (torch.float32, torch.bfloat16):
         model, hf = model.to(dtype), hf.to(dtype)
 
+        q_runs, h_runs = [], []
         with torch.inference_mode():
             _run_qkv(model, prompt, 4), _run_hf(hf, prompt, 4)  # warm up
-            q_start, q_stamps, q_tokens = _run_qkv(model, prompt, new_tokens)
-            h_start, h_stamps, h_tokens = _run_hf(hf, prompt, new_tokens)
+            for _ in range(repeats):  # interleaved, so both see the same machine state
+                q_start, q_stamps, q_tokens = _run_qkv(model, prompt, new_tokens)
+                q_runs.append(_decode_stats(q_start, q_stamps))
+                h_start, h_stamps, h_tokens = _run_hf(hf, prompt, new_tokens)
+                h_runs.append(_decode_stats(h_start, h_stamps))
         same = next((i for i, (a, b) in enumerate(zip(q_tokens, h_tokens)) if a != b), None)
-        q_step, q_total = _decode_stats(q_start, q_stamps)
-        h_step, h_total = _decode_stats(h_start, h_stamps)
+        q_step, q_total = (statistics.median(r[i] for r in q_runs) for i in (0, 1))
+        h_step, h_total = (statistics.median(r[i] for r in h_runs) for i in (0, 1))
         ceiling = read_bw * 1e9 / bytes_per_token(model, prompt.shape[1] + new_tokens // 2)
         name = str(dtype).removeprefix("torch.")
         agree = "identical tokens" if same is None else f"tokens agree up to {same}"
@@ -321,7 +326,8 @@ def main() -> None:
     print(f"memory bandwidth: read {read_bw:.1f} GB/s (sum), copy {copy_bw:.1f} GB/s", flush=True)
     rows: list[Row] = []
     if "generation" not in args.skip:
-        rows += generation(args.new_tokens or (32 if args.quick else 256), read_bw)
+        new_tokens = args.new_tokens or (32 if args.quick else 256)
+        rows += generation(new_tokens, read_bw, repeats=1 if args.quick else 3)
     if "encoding" not in args.skip:
         rows += encoding(args.quick)
     report = (

@@ -44,6 +44,26 @@ def test_cached_step_logits_equal_uncached(model):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
+def test_bfloat16_model_decodes_with_a_float32_cache_on_cpu(model):
+    from qkv.generation.generate import cache_dtype
+
+    model = model.to(torch.bfloat16)
+    assert cache_dtype(model) == torch.float32
+    ids = torch.randint(0, 97, (1, 5))
+    out, logits_seen = uncached_greedy(model, ids, 6)  # bf16 cache-free oracle
+    cache = model.make_cache(batch_size=1, max_len=11, dtype=torch.float32)
+    with torch.no_grad():
+        cached = [model(out[:, :5], cache=cache, last_only=True)[:, -1]]
+        for t in range(5, 10):
+            cached.append(model(out[:, t : t + 1], cache=cache)[:, -1])
+    assert cache.keys[0].dtype == torch.float32
+    for got, want in zip(cached, logits_seen):
+        assert got.dtype == torch.bfloat16
+        assert (got.float() - want.float()).abs().max() <= 0.05 * want.float().abs().max()
+    generated = qkv.generate(model, ids, max_new_tokens=4, temperature=0)
+    assert generated.shape == (1, 9)
+
+
 def test_left_padded_batch_equals_each_prompt_alone(model):
     prompts = [torch.randint(1, 97, (n,)) for n in (3, 8, 5)]
     width = max(len(p) for p in prompts)
@@ -147,8 +167,9 @@ def test_context_overflow_and_bad_arguments_are_value_errors(model):
 
 def test_stream_checks_arguments_at_the_call(model):
     with pytest.raises(ValueError, match="temperature"):
-        qkv.generate_stream(model, torch.zeros(1, 3, dtype=torch.long), max_new_tokens=2,
-                            temperature=-0.5)
+        qkv.generate_stream(
+            model, torch.zeros(1, 3, dtype=torch.long), max_new_tokens=2, temperature=-0.5
+        )
 
 
 def test_training_mode_is_restored():

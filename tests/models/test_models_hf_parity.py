@@ -14,8 +14,14 @@ transformers = pytest.importorskip("transformers")
 
 def gpt2_pair():
     hf_config = transformers.GPT2Config(
-        vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        vocab_size=99,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
     )
     hf = transformers.GPT2LMHeadModel(hf_config).eval()
     ours = GPT(GPTConfig(vocab_size=99, n_positions=64, n_embd=32, n_layer=2, n_head=4)).eval()
@@ -31,16 +37,33 @@ def gpt2_pair():
 
 def llama_pair(dtype=torch.float32):
     hf_config = transformers.LlamaConfig(
-        vocab_size=99, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
+        vocab_size=99,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
     )
     hf = transformers.LlamaForCausalLM(hf_config).eval()
     ours = GPT(
         GPTConfig(
-            vocab_size=99, n_positions=128, n_embd=64, n_layer=2, n_head=4, n_kv_head=2,
-            intermediate_size=176, position="rotary", norm="rmsnorm", norm_eps=1e-6,
-            mlp="swiglu", bias=False, tie_embeddings=False,
+            vocab_size=99,
+            n_positions=128,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_kv_head=2,
+            intermediate_size=176,
+            position="rotary",
+            norm="rmsnorm",
+            norm_eps=1e-6,
+            mlp="swiglu",
+            bias=False,
+            tie_embeddings=False,
         )
     ).eval()
     hf_state = hf.state_dict()
@@ -103,15 +126,26 @@ def test_llama_padded_greedy_matches_transformers():
 
 def test_bert_masked_lm_matches_transformers():
     hf_config = transformers.BertConfig(
-        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
     hf = transformers.BertForMaskedLM(hf_config).eval()
     ours = BertForMaskedLM(
         BertConfig(
-            vocab_size=99, n_embd=32, n_layer=2, n_head=4, intermediate_size=64,
-            n_positions=64, dropout=0.0, attention_dropout=0.0,
+            vocab_size=99,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            intermediate_size=64,
+            n_positions=64,
+            dropout=0.0,
+            attention_dropout=0.0,
         )
     ).eval()
     hf_state = hf.state_dict()
@@ -137,8 +171,13 @@ def test_bert_masked_lm_matches_transformers():
         for ours_name, hf_name in pairs.items():
             for kind in ("weight", "bias"):
                 state[f"{ours_prefix}{ours_name}.{kind}"] = hf_state[f"{prefix}{hf_name}.{kind}"]
-    for name in ("transform.dense.weight", "transform.dense.bias", "transform.LayerNorm.weight",
-                 "transform.LayerNorm.bias", "decoder.weight"):
+    for name in (
+        "transform.dense.weight",
+        "transform.dense.bias",
+        "transform.LayerNorm.weight",
+        "transform.LayerNorm.bias",
+        "decoder.weight",
+    ):
         state[f"cls.predictions.{name}"] = hf_state[f"cls.predictions.{name}"]
     state["cls.predictions.decoder.bias"] = hf_state["cls.predictions.bias"]
     ours.load_state_dict(state)

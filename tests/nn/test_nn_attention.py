@@ -100,8 +100,13 @@ def test_cache_steps_equal_full_causal_pass():
     x = torch.randn(2, 8, 32)
     full = mha(x, rotary=rope(torch.arange(8).expand(2, 8)))
     cache = KVCache(
-        n_layers=1, batch_size=2, n_kv_heads=2, head_dim=8, max_len=16,
-        dtype=torch.float32, device="cpu",
+        n_layers=1,
+        batch_size=2,
+        n_kv_heads=2,
+        head_dim=8,
+        max_len=16,
+        dtype=torch.float32,
+        device="cpu",
     )
     pieces = []
     for start, stop in ((0, 5), (5, 6), (6, 7), (7, 8)):  # prefill, then one token at a time
@@ -113,8 +118,13 @@ def test_cache_steps_equal_full_causal_pass():
 
 def test_cache_overflow_is_a_clear_error():
     cache = KVCache(
-        n_layers=1, batch_size=1, n_kv_heads=1, head_dim=4, max_len=4,
-        dtype=torch.float32, device="cpu",
+        n_layers=1,
+        batch_size=1,
+        n_kv_heads=1,
+        head_dim=4,
+        max_len=4,
+        dtype=torch.float32,
+        device="cpu",
     )
     with pytest.raises(ValueError, match="larger max_len"):
         cache.layer(0).update(torch.zeros(1, 1, 5, 4), torch.zeros(1, 1, 5, 4))

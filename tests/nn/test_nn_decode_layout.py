@@ -1,10 +1,15 @@
-"""decode_layout: same outputs from (in, out) weight copies, everything restored on exit."""
+"""decode_layout: same outputs from packed or (in, out) weight copies, restored on exit."""
 
+import importlib
+
+import pytest
 import torch
 
 from qkv.models import GPT, preset
 from qkv.nn import decode_layout
-from qkv.nn.decode_layout import worth_it
+from qkv.nn.decode_layout import _PackedLinear, _packing_works, worth_it
+
+layout_module = importlib.import_module("qkv.nn.decode_layout")
 
 
 def test_outputs_equal_and_modules_restored():
@@ -34,8 +39,68 @@ def test_restored_after_an_error_and_disabled_is_a_no_op():
         assert all("forward" not in m.__dict__ for m in model.modules())
 
 
-def test_worth_it_only_for_float32_cpu_models_that_fit():
+def test_worth_it_for_float32_and_packable_bfloat16_cpu_models_that_fit():
     model = GPT(preset("gpt-nano", vocab_size=70))
     assert worth_it(model)
     assert not worth_it(model, max_bytes=1000)
-    assert not worth_it(model.to(torch.bfloat16))
+    assert not worth_it(model.to(torch.float64))
+    assert not worth_it(model.to(torch.float16))
+    assert worth_it(model.to(torch.bfloat16)) == _packing_works(torch.bfloat16)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 64])
+def test_packed_linear_equals_f_linear(rows):
+    if not _packing_works(torch.float32):
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    torch.manual_seed(0)
+    weight, bias = torch.randn(37, 96), torch.randn(37)
+    x = torch.randn(2, rows, 96)
+    expected = torch.nn.functional.linear(x, weight, bias)
+    torch.testing.assert_close(_PackedLinear(weight, bias)(x), expected, atol=1e-4, rtol=1e-5)
+    no_bias = _PackedLinear(weight, None)(x[:, :1].transpose(0, 1))  # a non-contiguous input
+    torch.testing.assert_close(
+        no_bias, torch.nn.functional.linear(x[:, :1].transpose(0, 1), weight), atol=1e-4, rtol=1e-5
+    )
+
+
+def test_bfloat16_model_outputs_match_within_bf16_rounding():
+    model = GPT(preset("gpt-nano", vocab_size=70)).eval().to(torch.bfloat16)
+    ids = torch.randint(0, 70, (2, 9))
+    with torch.inference_mode():
+        expected = model(ids).float()
+        with decode_layout(model, enabled=worth_it(model)):
+            got = model(ids).float()
+    assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
+
+
+def test_in_out_fallback_without_onednn(monkeypatch):
+    monkeypatch.setattr(layout_module, "_packing_works", lambda dtype: False)
+    model = GPT(preset("gpt-nano", vocab_size=70)).eval()
+    ids = torch.randint(0, 70, (1, 5))
+    expected = model(ids)
+    assert worth_it(model)
+    assert not worth_it(GPT(preset("gpt-nano", vocab_size=70)).to(torch.bfloat16))
+    with torch.inference_mode(), decode_layout(model):
+        assert isinstance(model.lm_head.__dict__["forward"], layout_module._InOutLinear)
+        got = model(ids)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_kept_copies_are_reused_until_a_weight_changes_and_released():
+    from qkv.nn import release_decode_layout
+
+    model = GPT(preset("gpt-nano", vocab_size=70)).eval()
+    ids = torch.randint(0, 70, (1, 6))
+    with torch.inference_mode(), decode_layout(model, keep=True):
+        first = model.lm_head.__dict__["forward"]
+    with torch.inference_mode(), decode_layout(model, keep=True):
+        assert model.lm_head.__dict__["forward"] is first  # reused, not remade
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2.0)  # an in-place update (as an optimizer step)
+    expected = model(ids)
+    with torch.inference_mode(), decode_layout(model, keep=True):
+        assert model.lm_head.__dict__["forward"] is not first
+        torch.testing.assert_close(model(ids), expected, atol=1e-4, rtol=1e-5)
+    assert layout_module._KEPT.get(model.lm_head) is not None
+    release_decode_layout(model)
+    assert layout_module._KEPT.get(model.lm_head) is None

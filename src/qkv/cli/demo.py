@@ -89,7 +89,7 @@ def _shakespeare(args: argparse.Namespace, out_dir: Path) -> int:
     print(
         f"\nqkv demo: done. Open {out_dir / 'attention.html'} in a browser (works offline); "
         f"the model is in {run_dir} (try `qkv generate {run_dir} --prompt ...`, "
-        f"`qkv explain \"...\" --model {run_dir}`).",
+        f'`qkv explain "..." --model {run_dir}`).',
         file=sys.stderr,
     )
     return 0

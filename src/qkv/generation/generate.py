@@ -5,9 +5,19 @@ The cache holds (B, Hkv, max_len, D) buffers per layer, written in place; a left
 batch carries its padding mask in one preallocated (B, max_len) buffer and each row's
 positions are counted from its own first real token, so a padded batch produces what each
 prompt would alone. The decode step has a single query per row, which is not causal-masked,
-so the attention kernel sees just a length-limited view of the cache. Float32 models on CPU
-decode with (in, out) copies of their linear weights (``qkv.nn.decode_layout``: measured
-~25% faster matrix-vector products; the copies live only while generating).
+so the attention kernel sees just a length-limited view of the cache.
+
+Two CPU measures make batch-1 decoding about 2x faster than plain PyTorch (measured
+2026-11-24, GPT-2 small, 2 threads; see ``benchmarks/results/models-cpu.md``):
+
+- float32 and bfloat16 models decode with oneDNN-packed copies of their linear weights
+  (``qkv.nn.decode_layout``: the weight matrix-vector products stream ~2x faster; the copies
+  are kept for the next call until a weight changes, ``qkv.nn.release_decode_layout(model)``
+  frees them);
+- a bfloat16 or float16 model keeps its KV cache in float32 on CPU, because PyTorch's CPU
+  attention at one query is several times slower in bf16 than in fp32 (78 vs 12 us per call
+  at 160 keys). The keys and values are the model's own low-precision numbers, stored
+  exactly; the softmax is computed in fp32 either way.
 """
 
 from __future__ import annotations
@@ -20,6 +30,15 @@ from torch import Tensor, nn
 
 from qkv.generation.sampling import check_sampling, sample_next
 from qkv.nn.decode_layout import decode_layout, worth_it
+
+
+def cache_dtype(model: nn.Module) -> torch.dtype:
+    """The KV cache dtype generation uses: float32 for a bf16/fp16 model on CPU (see the
+    module docstring), else the model's dtype."""
+    weight = next(model.parameters())
+    if weight.device.type == "cpu" and weight.dtype in (torch.bfloat16, torch.float16):
+        return torch.float32
+    return weight.dtype
 
 
 def _check_inputs(
@@ -118,7 +137,7 @@ def _stream(model: nn.Module, input_ids: Tensor, **options: Any) -> Iterator[Ten
     was_training = model.training
     model.eval()
     try:
-        with decode_layout(model, enabled=worth_it(model)):
+        with decode_layout(model, enabled=worth_it(model), keep=True):
             yield from _decode(model, input_ids, **options)
     finally:
         model.train(was_training)
@@ -143,7 +162,7 @@ def _decode(
     if seed is not None:
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
-    cache = model.make_cache(batch_size=batch, max_len=max_len)
+    cache = model.make_cache(batch_size=batch, max_len=max_len, dtype=cache_dtype(model))
 
     # Padding: a (B, max_len) mask buffer, views of which each step passes; None when the
     # batch has no padding so the kernel gets no mask at all (the fast path).

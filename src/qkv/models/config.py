@@ -18,9 +18,7 @@ from typing import Any, Literal
 def _positive_int(config: object, name: str) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{type(config).__name__}.{name} must be a positive int, got {value!r}"
-        )
+        raise ValueError(f"{type(config).__name__}.{name} must be a positive int, got {value!r}")
 
 
 def _choice(config: object, name: str, allowed: tuple[str, ...]) -> None:

@@ -56,7 +56,10 @@ class Block(nn.Module):
         assert c.intermediate_size is not None
         if c.mlp == "gelu":
             self.mlp: nn.Module = GeluMLP(
-                c.n_embd, c.intermediate_size, bias=c.bias, activation=c.activation,
+                c.n_embd,
+                c.intermediate_size,
+                bias=c.bias,
+                activation=c.activation,
                 dropout=c.dropout,
             )
         else:

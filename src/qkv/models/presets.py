@@ -28,13 +28,20 @@ _PRESET_ARGS: dict[str, tuple[type[GPTConfig] | type[BertConfig], dict[str, Any]
     # minGPT's tiny shapes, for tests and demos.
     "gpt-nano": (GPTConfig, dict(vocab_size=512, n_positions=128, n_layer=3, n_head=3, n_embd=48)),
     "gpt-micro": (
-        GPTConfig, dict(vocab_size=512, n_positions=256, n_layer=4, n_head=4, n_embd=128)
+        GPTConfig,
+        dict(vocab_size=512, n_positions=256, n_layer=4, n_head=4, n_embd=128),
     ),
     "llama-nano": (
         GPTConfig,
         dict(
-            vocab_size=512, n_positions=256, n_layer=2, n_head=4, n_kv_head=2, n_embd=64,
-            intermediate_size=176, **_LLAMA,
+            vocab_size=512,
+            n_positions=256,
+            n_layer=2,
+            n_head=4,
+            n_kv_head=2,
+            n_embd=64,
+            intermediate_size=176,
+            **_LLAMA,
         ),
     ),
     # The training tutorial's model; vocab_size comes from the tokenizer.
@@ -43,8 +50,15 @@ _PRESET_ARGS: dict[str, tuple[type[GPTConfig] | type[BertConfig], dict[str, Any]
     "llama-small": (
         GPTConfig,
         dict(
-            vocab_size=32000, n_positions=2048, n_layer=12, n_head=12, n_kv_head=4, n_embd=768,
-            intermediate_size=2048, rope_theta=10000.0, **_LLAMA,
+            vocab_size=32000,
+            n_positions=2048,
+            n_layer=12,
+            n_head=12,
+            n_kv_head=4,
+            n_embd=768,
+            intermediate_size=2048,
+            rope_theta=10000.0,
+            **_LLAMA,
         ),
     ),
     "bert-tiny": (BertConfig, dict(n_layer=2, n_head=2, n_embd=128, intermediate_size=512)),

@@ -3,7 +3,7 @@ rotary, masks, KV-cache hook, weights on request), norms, MLPs, a static KV cach
 attention recording for visualisation."""
 
 from qkv.nn.attention import MultiHeadAttention
-from qkv.nn.decode_layout import decode_layout
+from qkv.nn.decode_layout import decode_layout, release_decode_layout
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
 from qkv.nn.norms import RMSNorm, make_norm
@@ -22,6 +22,7 @@ __all__ = [
     "apply_rotary",
     "attention_modules",
     "decode_layout",
+    "release_decode_layout",
     "make_norm",
     "record_attention",
     "rotate_half",

@@ -108,6 +108,8 @@ class MultiHeadAttention(nn.Module):
             k = apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, Hkv, Tk, D)
+            if k.dtype != q.dtype:  # a wider cache, e.g. float32 for a bf16 model on CPU
+                q = q.to(k.dtype)
         # One query per row at the end of the keys sees every key: no causal mask needed.
         causal = self.causal and length > 1
         recording = self.recorder is not None
@@ -126,6 +128,7 @@ class MultiHeadAttention(nn.Module):
         out, weights = result if want_weights else (result, None)  # (B, Hq, T, D)
         if recording:
             self._record(q, k, v, weights, out, causal, mask)
+        out = out.to(x.dtype)
         y = self.c_proj(out.transpose(1, 2).reshape(batch, length, hq * d))  # (B, T, C)
         if need_weights:
             return y, weights
