@@ -48,7 +48,10 @@ def measure(dtype_name: str, args, new_tokens: int, repeats: int) -> str:
 
     def run_hf() -> torch.Tensor:
         return hf.generate(
-            ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+            ids,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
             pad_token_id=0,
         )
 
@@ -87,10 +90,14 @@ def main() -> None:
     new_tokens = args.new_tokens or (64 if args.quick else 256)
     repeats = args.repeats or (1 if args.quick else 3)
 
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}")
-    print(f"# gpt2 shape ({args.layers} layers), batch 1, prompt {args.prompt}, "
-          f"{new_tokens} new tokens greedy, median of {repeats}")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
+    )
+    print(
+        f"# gpt2 shape ({args.layers} layers), batch 1, prompt {args.prompt}, "
+        f"{new_tokens} new tokens greedy, median of {repeats}"
+    )
     print("| dtype | qkv.generate tok/s | transformers generate tok/s | ratio | same tokens |")
     print("| --- | --- | --- | --- | --- |")
     for dtype_name in args.dtypes.split(","):

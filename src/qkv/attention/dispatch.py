@@ -43,9 +43,20 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     small = call.q_len * call.k_len <= SMALL_PROBLEM
     if small:
         order.append(("reference", f"small problem (Nq·Nk ≤ {SMALL_PROBLEM}): one matmul wins"))
-    order.append(("tiled", "blockwise online softmax: every variant with O(N) memory"))
+    order.append(("tiled", _tiled_reason(call)))
     order.append(("reference", "fallback"))
     return order
+
+
+def _tiled_reason(call: AttentionCall) -> str:
+    from qkv.attention.tiled_fused import fused_reason
+
+    if fused_reason(call) is None:
+        return (
+            "blockwise online softmax: every variant with O(N) memory (this call: PyTorch's "
+            "fused CPU kernel on causal tiles, upper triangle skipped)"
+        )
+    return "blockwise online softmax: every variant with O(N) memory"
 
 
 # Nq·Nk up to which the one-shot reference beats the blockwise loop on CPU (measured).

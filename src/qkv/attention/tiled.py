@@ -4,7 +4,9 @@ FlashAttention's algorithm written with torch ops, so it runs on any device and 
 variant (masks, causal, window, ALiBi, softcap, GQA/MQA, dropout) with O(N·d) extra memory:
 the forward stores only the output and the per-row log-sum-exp, the backward recomputes the
 probabilities block by block (see ``tiled_kernels``). Blocks that causal or window masking
-removes entirely are never computed. Attention weights, when asked for, are rebuilt from the
+removes entirely are never computed. On CPU, causal calls with at most ALiBi run each tile
+through PyTorch's fused FlashAttention kernel instead and merge the tiles exactly
+(``tiled_fused``). Attention weights, when asked for, are rebuilt from the
 stored log-sum-exp (that output alone is N×N, as requested).
 """
 
@@ -17,6 +19,7 @@ from torch import Tensor
 
 from qkv.attention.call import AttentionCall
 from qkv.attention.registry import Backend, register_backend
+from qkv.attention.tiled_fused import fused_attention, fused_reason
 from qkv.attention.tiled_kernels import tiled_backward, tiled_forward
 from qkv.attention.tiled_plan import BLOCK_K, BLOCK_Q, KeyBlock, TilePlan
 
@@ -69,9 +72,15 @@ def _weights(plan: TilePlan, lse: Tensor) -> Tensor:
 
 
 def tiled_attention(
-    call: AttentionCall, *, block_q: int = BLOCK_Q, block_k: int = BLOCK_K
+    call: AttentionCall, *, block_q: int = BLOCK_Q, block_k: int = BLOCK_K, fused: bool = True
 ) -> tuple[Tensor, Tensor | None]:
-    """Backend entry point: (out (B, Hq, Nq, Dv) in q's dtype, weights or None)."""
+    """Backend entry point: (out (B, Hq, Nq, Dv) in q's dtype, weights or None).
+
+    Causal calls on CPU without mask, window, softcap or dropout go through PyTorch's fused
+    FlashAttention kernel tile by tile (``tiled_fused``; ``fused=False`` forces the loops).
+    """
+    if fused and fused_reason(call) is None:
+        return fused_attention(call), None
     plan = TilePlan.build(call, block_q=block_q, block_k=block_k)
     out, lse = _TiledAttention.apply(call.q, call.k, call.v, plan)
     if not call.need_weights:

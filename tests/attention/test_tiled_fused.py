@@ -1,0 +1,133 @@
+"""tiled's fused-kernel path (causal, optional ALiBi, CPU) against the loops and `reference`."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from attention_cases import (
+    Shape,
+    backend_fn,
+    make_problem,
+    max_error,
+    precision_eps,
+    run_with_grads,
+    torch_same_precision,
+)
+
+from qkv.attention.tiled import tiled_attention
+from qkv.attention.validate import validate
+
+fused_module = importlib.import_module("qkv.attention.tiled_fused")
+
+SHAPES = [
+    Shape(1, 1, 1, 1, 1, 8, 8),
+    Shape(2, 4, 2, 7, 7, 8, 8),  # GQA
+    Shape(1, 4, 1, 97, 130, 16, 16),  # MQA, Nk > Nq (decoding with a cache)
+    Shape(2, 2, 2, 70, 70, 16, 16),
+]
+VARIANTS = ["causal", "causal+alibi", "causal+alibi_batch+scale"]
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 16 rows, so that small problems cross many blocks."""
+    monkeypatch.setattr(fused_module, "MIN_BLOCK_Q", 16)
+    monkeypatch.setattr(fused_module, "MAX_BLOCK_Q", 16)
+
+
+def _loops(q, k, v, **options):
+    return tiled_attention(validate(q, k, v, **options), fused=False)[0]
+
+
+def _fused(q, k, v, **options):
+    call = validate(q, k, v, **options)
+    assert fused_module.fused_reason(call) is None
+    return fused_module.fused_attention(call)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_equals_reference_and_loops_in_float64(shape: Shape, variant: str) -> None:
+    problem = make_problem(shape, variant, torch.float64, 11)
+    expected = run_with_grads(backend_fn("reference"), problem, 3)
+    for fn in (_fused, _loops):
+        got = run_with_grads(fn, problem, 3)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_low_precision_rule(dtype: torch.dtype, variant: str) -> None:
+    problem = make_problem(Shape(2, 4, 2, 97, 97, 16, 16), variant, dtype, 5)
+    oracle = run_with_grads(backend_fn("reference"), problem, 3, dtype=torch.float64)
+    peer = run_with_grads(torch_same_precision, problem, 3)
+    got = run_with_grads(_fused, problem, 3)
+    for label, a, p, o in zip(("out", "dq", "dk", "dv"), got, peer, oracle):
+        assert a.dtype == dtype
+        err, peer_err = max_error(a, o), max_error(p, o)
+        assert err <= 2 * peer_err + precision_eps(dtype), (label, err, peer_err)
+
+
+def test_fused_gradcheck() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (
+        torch.randn(1, 2, n, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+        for n in (37, 45, 45)
+    )
+    slopes = torch.tensor([0.5, 0.125])
+    torch.autograd.gradcheck(
+        lambda q, k, v: _fused(q, k, v, causal=True, alibi_slopes=slopes), (q, k, v)
+    )
+
+
+def test_large_slopes_keep_float32_accuracy() -> None:
+    """The past tile's row constant slope·(i − i0) must not cost precision near the diagonal."""
+    problem = make_problem(Shape(1, 2, 2, 200, 200, 16, 16), "causal", torch.float32, 1)
+    problem.options["alibi_slopes"] = torch.tensor([4.0, 1.0])
+    oracle = run_with_grads(backend_fn("reference"), problem, 2, dtype=torch.float64)
+    got = run_with_grads(_fused, problem, 2)
+    for a, o in zip(got, oracle):
+        assert max_error(a, o) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({}, "causal calls only"),
+        ({"causal": True, "window": (4, 0)}, "mask or window"),
+        ({"causal": True, "softcap": 2.0}, "softcap and dropout"),
+        ({"causal": True, "dropout_p": 0.1}, "softcap and dropout"),
+        ({"causal": True, "need_weights": True}, "weights"),
+    ],
+)
+def test_refusals_name_the_reason(options: dict, words: str) -> None:
+    q = torch.randn(1, 2, 8, 4)
+    reason = fused_module.fused_reason(validate(q, q, q, **options))
+    assert reason is not None and words in reason
+    short = validate(q, q[:, :, :5], q[:, :, :5], causal=True)
+    assert "Nq > Nk" in fused_module.fused_reason(short)
+    wide_v = validate(q, q, torch.randn(1, 2, 8, 6), causal=True)
+    assert "head dim" in fused_module.fused_reason(wide_v)
+
+
+def test_tiled_uses_the_fused_path_only_where_it_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiled_module = importlib.import_module("qkv.attention.tiled")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the loops ran")
+
+    monkeypatch.setattr(tiled_module, "tiled_forward", boom)
+    q = torch.randn(1, 2, 40, 8)
+    tiled_attention(validate(q, q, q, causal=True, alibi_slopes=torch.tensor([0.5, 0.25])))
+    with pytest.raises(AssertionError, match="the loops ran"):
+        tiled_attention(validate(q, q, q, causal=True, softcap=3.0))
+
+
+def test_block_rows_grow_with_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fused_module, "MIN_BLOCK_Q", 256)
+    monkeypatch.setattr(fused_module, "MAX_BLOCK_Q", 1024)
+    sizes = [fused_module.block_rows(n) for n in (1, 4096, 8192, 16384, 100_000)]
+    assert sizes == [256, 256, 512, 1024, 1024]
