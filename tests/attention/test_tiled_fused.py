@@ -27,7 +27,7 @@ SHAPES = [
     Shape(1, 4, 1, 97, 130, 16, 16),  # MQA, Nk > Nq (decoding with a cache)
     Shape(2, 2, 2, 70, 70, 16, 16),
 ]
-VARIANTS = ["causal", "causal+alibi", "causal+alibi_batch+scale"]
+VARIANTS = ["causal", "causal+alibi", "causal+alibi_batch+scale", "causal+window_left+alibi"]
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +35,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 16 rows, so that small problems cross many blocks."""
     monkeypatch.setattr(fused_module, "MIN_BLOCK_Q", 16)
     monkeypatch.setattr(fused_module, "MAX_BLOCK_Q", 16)
+    monkeypatch.setattr(fused_module, "MIN_WINDOW_BLOCK_Q", 16)
 
 
 def _loops(q, k, v, **options):
@@ -71,6 +72,22 @@ def test_fused_low_precision_rule(dtype: torch.dtype, variant: str) -> None:
         assert err <= 2 * peer_err + precision_eps(dtype), (label, err, peer_err)
 
 
+@pytest.mark.parametrize("left", [0, 3, 15, 16, 40, 200])
+@pytest.mark.parametrize("how", ["causal", "right0", "alibi"])
+def test_fused_sliding_window(left: int, how: str) -> None:
+    """Window edges inside the diagonal tile (left < 15), at it, and beyond it; rows the past
+    band cannot reach; Nk > Nq."""
+    problem = make_problem(Shape(2, 4, 2, 70, 90, 16, 16), "none", torch.float64, left)
+    options = {"window": (left, 0)} if how == "right0" else {"causal": True, "window": (left, 5)}
+    if how == "alibi":
+        options["alibi_slopes"] = torch.rand(2, 4)
+    problem.options.update(options)
+    expected = run_with_grads(backend_fn("reference"), problem, 3)
+    got = run_with_grads(_fused, problem, 3)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
 def test_fused_gradcheck() -> None:
     gen = torch.Generator().manual_seed(0)
     q, k, v = (
@@ -97,7 +114,8 @@ def test_large_slopes_keep_float32_accuracy() -> None:
     ("options", "words"),
     [
         ({}, "causal calls only"),
-        ({"causal": True, "window": (4, 0)}, "mask or window"),
+        ({"causal": True, "mask": torch.ones(8, 8, dtype=torch.bool)}, "a mask"),
+        ({"window": (4, 2)}, "causal calls only"),
         ({"causal": True, "softcap": 2.0}, "softcap and dropout"),
         ({"causal": True, "dropout_p": 0.1}, "softcap and dropout"),
         ({"causal": True, "need_weights": True}, "weights"),
@@ -129,5 +147,8 @@ def test_tiled_uses_the_fused_path_only_where_it_serves(monkeypatch: pytest.Monk
 def test_block_rows_grow_with_length(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fused_module, "MIN_BLOCK_Q", 256)
     monkeypatch.setattr(fused_module, "MAX_BLOCK_Q", 1024)
+    monkeypatch.setattr(fused_module, "MIN_WINDOW_BLOCK_Q", 64)
     sizes = [fused_module.block_rows(n) for n in (1, 4096, 8192, 16384, 100_000)]
     assert sizes == [256, 256, 512, 1024, 1024]
+    windowed = [fused_module.block_rows(16384, left) for left in (0, 3, 512, 1000, 10**6)]
+    assert windowed == [64, 64, 128, 128, 1024]
