@@ -65,7 +65,7 @@ CASES = [
 
 
 # The CPU backends; the triton backend has its own battery in test_triton*.py.
-BACKENDS = ("sdpa", "tiled")
+BACKENDS = ("sdpa", "math", "tiled")
 
 
 def _serving_backends(problem: Problem) -> list[str]:

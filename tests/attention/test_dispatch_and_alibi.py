@@ -24,6 +24,21 @@ def test_auto_prefers_sdpa_where_it_serves_and_explains_refusals() -> None:
     assert "not sdpa" in str(choice)
 
 
+def test_auto_sends_small_cpu_problems_to_math_and_keeps_decoding_on_sdpa() -> None:
+    q = torch.randn(12, 4, 64, 32)
+    choice = qkv.explain_backend(q, q, q, causal=True)
+    assert choice.backend == "math" and "small CPU problem" in choice.reason
+    one = torch.randn(1, 12, 1, 64)
+    cache = torch.randn(1, 12, 100, 64)
+    assert qkv.explain_backend(one, cache, cache).backend == "sdpa"  # a decode step
+    big = torch.randn(64, 12, 128, 64)  # 12.6M scores: beyond the cache-friendly size
+    assert qkv.explain_backend(big, big, big, causal=True).backend == "sdpa"
+    padded = qkv.explain_backend(q, q, q, mask=torch.ones(64, 64, dtype=torch.bool))
+    assert padded.backend == "sdpa" and "row with no key" in padded.refused["math"]
+    with pytest.raises(ValueError, match="math"):
+        qkv.attention(q, q, q, alibi_slopes=alibi_slopes(4), backend="math")
+
+
 def test_auto_gives_weights_from_reference() -> None:
     q, k, v = _tensors(n=64)
     choice = qkv.explain_backend(q, k, v, need_weights=True)

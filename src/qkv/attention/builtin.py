@@ -19,7 +19,13 @@ register_backend(
 
 # Each module registers its backend on import; a missing module is skipped so a partial
 # checkout still imports.
-for _module in ("qkv.attention.sdpa", "qkv.attention.tiled", "qkv.attention.triton_backend"):
+_MODULES = (
+    "qkv.attention.sdpa",
+    "qkv.attention.math_backend",
+    "qkv.attention.tiled",
+    "qkv.attention.triton_backend",
+)
+for _module in _MODULES:
     try:
         importlib.import_module(_module)
     except ModuleNotFoundError as error:

@@ -35,6 +35,14 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     softcap, windows, causal with a mask, ...); revisit once the GPU table is committed.
     """
     order: list[tuple[str, str]] = []
+    if call.q.device.type == "cpu" and _small_for_math(call):
+        order.append(
+            (
+                "math",
+                f"small CPU problem (Nq ≥ {MATH_MIN_QUERIES}, B·Hq·Nq·Nk ≤ {MATH_MAX_SCORES}): "
+                "matmul → softmax → matmul beats the fused kernel's per-call cost",
+            )
+        )
     order.append(("sdpa", "PyTorch's fused scaled_dot_product_attention serves this call"))
     if call.q.device.type == "cuda":
         order.append(("triton", "fused Triton kernel: serves the variants SDPA cannot fuse"))
@@ -46,6 +54,24 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     order.append(("tiled", _tiled_reason(call)))
     order.append(("reference", "fallback"))
     return order
+
+
+# CPU problems that ``math`` serves faster than SDPA's fused kernel, measured on a 2-core AMD
+# EPYC (torch 2.13, 2026-11-24; see math_backend.py): forward+backward of every shape up to
+# 128×128 scores per head, and forward up to ~1M scores in all (beyond that the score matrix
+# leaves the cache: (8, 12, 128, 64) fp32 forward 9.0 ms vs SDPA 4.3 ms). With a single query
+# (decoding) SDPA is faster (8 vs 14 us at 64 keys, fp32).
+MATH_MIN_QUERIES = 8
+MATH_MAX_SCORES = 2**20
+
+
+def _small_for_math(call: AttentionCall) -> bool:
+    scores = call.batch * call.q_heads * call.q_len * call.k_len
+    return (
+        call.q_len >= MATH_MIN_QUERIES
+        and call.q_len * call.k_len <= SMALL_PROBLEM
+        and scores <= MATH_MAX_SCORES
+    )
 
 
 def _tiled_reason(call: AttentionCall) -> str:
