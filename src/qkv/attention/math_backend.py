@@ -17,6 +17,9 @@ softcap or dropout, and causal only with Nk ≥ Nq.
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -31,16 +34,22 @@ def math_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     batch, hkv, groups = call.batch, call.kv_heads, call.groups
     q_len, k_len = call.q_len, call.k_len
     qg = q.reshape(batch, hkv, groups * q_len, q.shape[-1])  # (B, Hkv, G·Nq, D)
-    scores = torch.matmul(qg, k.transpose(-1, -2))  # (B, Hkv, G·Nq, Nk)
-    scores = scores * call.scale
+    # In place on the matmul's output (its backward needs only q and k): one pass less.
+    scores = torch.matmul(qg, k.transpose(-1, -2)).mul_(call.scale)  # (B, Hkv, G·Nq, Nk)
     if call.causal:
-        rows = torch.arange(q_len, device=q.device).view(-1, 1) + call.offset
-        future = torch.arange(k_len, device=q.device).view(1, -1) > rows  # (Nq, Nk)
-        scores = scores.view(batch, hkv, groups, q_len, k_len).masked_fill(future, float("-inf"))
-        scores = scores.view(batch, hkv, groups * q_len, k_len)
+        bias = _causal_bias(q_len, k_len, str(q.device), dtype)  # (Nq, Nk): 0 or -inf
+        scores.view(batch, hkv, groups, q_len, k_len).add_(bias)
     weights = torch.softmax(scores, dim=-1)
     out = torch.matmul(weights, v)  # (B, Hkv, G·Nq, Dv)
     return out.reshape(batch, call.q_heads, q_len, v.shape[-1]).to(call.q.dtype), None
+
+
+@lru_cache(maxsize=32)
+def _causal_bias(q_len: int, k_len: int, device: str, dtype: torch.dtype) -> Tensor:
+    """0 where key j may be seen from query i (j ≤ i + Nk − Nq), -inf elsewhere."""
+    rows = torch.arange(q_len, device=device).view(-1, 1) + (k_len - q_len)
+    future = torch.arange(k_len, device=device).view(1, -1) > rows
+    return torch.zeros(q_len, k_len, device=device, dtype=dtype).masked_fill_(future, -math.inf)
 
 
 def math_check(call: AttentionCall) -> str | None:
