@@ -88,3 +88,45 @@ def test_two_processes_match_one_with_the_same_global_batch(
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == [
         "step-00000004", "step-00000008",
     ]  # fmt: skip
+
+
+def test_fsdp_two_processes_match_one_write_plain_checkpoints_and_resume(
+    corpus_file: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch.distributed.fsdp")
+    import torch
+
+    import qkv
+
+    env = _env(tmp_path)
+    # one schedule (decay over 12 steps) for the 12-step run and the 8 + 4 steps sharded one
+    common = [*FLAGS, "--data", str(corpus_file), "--eval-interval", "4", "--device", "cpu",
+              "--grad-accum", "2", "--lr-decay-iters", "12"]  # fmt: skip
+    one, sharded = tmp_path / "one", tmp_path / "sharded"
+    subprocess.run(
+        _qkv(*common, "--max-iters", "12", "--out-dir", str(one)), env=env, check=True, timeout=300
+    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2", "-m", "qkv", "train", "--fsdp"]  # fmt: skip
+    first = subprocess.run(
+        [*torchrun, *common, "--max-iters", "8", "--out-dir", str(sharded)], env=env,
+        timeout=300, capture_output=True, text=True,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    # the checkpoint is a plain one: qkv.load reads it, weights equal the 1-process run's
+    plain = qkv.load(one / "checkpoints" / "step-00000008")
+    gathered = qkv.load(sharded / "checkpoints" / "step-00000008")
+    for (name, a), b in zip(plain.state_dict().items(), gathered.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4, msg=name)
+    resumed = subprocess.run(
+        [*torchrun, "--resume", str(sharded), "--max-iters", "12"], env=env, timeout=300,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    curve_one, curve_two = _curve(one), _curve(sharded)
+    assert [c[0] for c in curve_one] == [c[0] for c in curve_two]
+    for (_, loss_1, val_1), (_, loss_2, val_2) in zip(curve_one, curve_two):
+        if loss_1 is not None:
+            assert loss_2 == pytest.approx(loss_1, rel=1e-4)
+        if val_1 is not None:
+            assert val_2 == pytest.approx(val_1, rel=1e-4)

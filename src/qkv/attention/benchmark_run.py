@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-slope", action="store_true", help="skip the extra tiled sizes of the memory-slope fit"
     )
+    parser.add_argument(
+        "--no-ab", action="store_true", help="skip the interleaved auto-vs-SDPA section"
+    )
     parser.add_argument("--output", type=Path, help="also write the report (markdown) here")
     return parser
 
@@ -96,6 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats=args.repeats,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
+    ab_lines: list[str] = []
+    if not args.quick and not args.no_ab:
+        from qkv.attention.benchmark_ab import interleaved_rows
+
+        ab_lines = [
+            "",
+            "`auto` against PyTorch SDPA measured interleaved in one process (A/B/B/A rounds: "
+            "7 at N ≤ 4k, 3 at 16k; medians), where the per-process cells above are one or "
+            "two runs each:",
+            "",
+            *interleaved_rows(rows, log=lambda line: print(line, file=sys.stderr, flush=True)),
+        ]
     report = [
         f"Machine: {machine} (at start); "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
@@ -113,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *lines,
         "",
         memory_slope(results),
+        *ab_lines,
     ]
     print("\n".join(report))
     if args.output is not None:

@@ -59,6 +59,11 @@ class TrainConfig:
     device: str = _option("auto", "auto, cpu or cuda[:N]")
     bf16: bool = _option(False, "bfloat16 autocast (where supported)")
     compile: bool = _option(False, "torch.compile the model")
+    fsdp: bool = _option(
+        False,
+        "under torchrun: shard weights, gradients and optimizer state over the processes "
+        "(FSDP2) instead of replicating them (DDP), for models that do not fit one device",
+    )
     fused_adamw: bool = _option(True, "fused AdamW kernel (3x faster step than the for-loop one)")
     progress: bool = _option(True, "show a progress bar on stderr")
     plot: bool = _option(True, "write loss.png (matplotlib) at each evaluation")
@@ -125,7 +130,7 @@ class TrainConfig:
 # Fields whose change on --resume would make the continued run a different run.
 RUN_DEFINING = (
     "tokenizer", "vocab_size", "val_fraction", "model", "block_size", "n_layer", "n_head",
-    "n_embd", "batch_size", "grad_accum", "seed", "data",
+    "n_embd", "batch_size", "grad_accum", "seed", "data", "fsdp",
 )  # fmt: skip
 
 

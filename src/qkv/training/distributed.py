@@ -3,12 +3,17 @@
 The same ``qkv train`` command runs alone or as N processes (``torchrun --nproc_per_node N``):
 gloo on CPU, NCCL on GPUs. Each rank takes its shard of the same global batch (see
 :class:`qkv.data.BatchSampler`), DDP averages gradients, and only rank 0 writes files.
+With ``--fsdp``, PyTorch's FSDP2 (``fully_shard``, each transformer block and then the whole
+model) replaces DDP: every rank keeps 1/N of the weights, gradients and optimizer state and
+gathers a block's weights only while that block runs; checkpoints gather the full state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -61,14 +66,48 @@ def setup(requested_device: str) -> Distributed:
     return Distributed(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def wrap(model: nn.Module, env: Distributed) -> nn.Module:
-    """DDP around ``model`` when distributed; the model itself otherwise."""
+def wrap(model: nn.Module, env: Distributed, *, fsdp: bool = False) -> nn.Module:
+    """DDP around ``model`` when distributed, or ``model`` sharded in place by FSDP2 with
+    ``fsdp``; the model itself when not distributed."""
     if not env.enabled:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in transformer_blocks(model):
+            fully_shard(block)
+        fully_shard(model)  # embeddings, final norm and (tied) head
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [env.device.index] if env.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def transformer_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's repeated layers: the modules of its first nn.ModuleList (GPT's
+    ``transformer.h``, BERT's encoder layers), each its own FSDP unit."""
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList):
+            return list(module)
+    return []
+
+
+@contextlib.contextmanager
+def no_gradient_sync(model: nn.Module, env: Distributed) -> Iterator[None]:
+    """Skip the gradient all-reduce / reduce-scatter for the micro-batches in between
+    (gradient accumulation): DDP's ``no_sync``, FSDP2's ``set_requires_gradient_sync``."""
+    if not env.enabled:
+        yield
+    elif hasattr(model, "no_sync"):
+        with model.no_sync():
+            yield
+    else:
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
 
 
 def mean_across(value: float, env: Distributed) -> float:

@@ -31,6 +31,12 @@ from qkv.training.prepare import build_model, load_weights, prepare_data
 from qkv.training.progress import Progress
 from qkv.training.run_dir import claim_run_dir
 from qkv.training.schedule import learning_rate
+from qkv.training.sharded_state import (
+    FULL_BY_NAME,
+    gather_full_state,
+    load_full_optimizer_state,
+    unsharded_copy,
+)
 
 
 class TrainingError(ValueError):
@@ -150,7 +156,10 @@ def _train(
         claim_run_dir(out_dir, config, overwrite=overwrite)
     dist_utils.barrier(env)
     if env.enabled:
-        _say(f"DDP over {env.world_size} processes on {env.device.type}", env, quiet)
+        mode = "FSDP (sharded)" if config.fsdp else "DDP"
+        _say(f"{mode} over {env.world_size} processes on {env.device.type}", env, quiet)
+    elif config.fsdp:
+        _say("--fsdp: one process, so nothing to shard; training unsharded", env, quiet)
 
     data = prepare_data(config, tokenizer=tokenizer, quiet=quiet or not env.is_main)
     if state is not None and state["corpus_sha256"] != data.corpus_sha256:
@@ -163,6 +172,8 @@ def _train(
     if resume_from is not None:
         load_weights(raw_model, Path(resume_from))
     raw_model.to(env.device)
+    sharded = config.fsdp and env.enabled
+    model = dist_utils.wrap(raw_model, env, fsdp=sharded)  # FSDP2 shards raw_model in place
     optimizer = make_adamw(
         raw_model,
         lr=config.lr,
@@ -170,7 +181,6 @@ def _train(
         betas=(config.beta1, config.beta2),
         fused=config.fused_adamw,
     )
-    model = dist_utils.wrap(raw_model, env)
     if config.compile:
         model = torch.compile(model)
     autocast = _autocast_factory(config, env.device)
@@ -196,7 +206,10 @@ def _train(
     step = 0
     best: ckpt.CheckpointInfo | None = None
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer_format") == FULL_BY_NAME:
+            load_full_optimizer_state(model, optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         step = state["step"]
         best = ckpt.best_checkpoint(out_dir)
@@ -209,18 +222,29 @@ def _train(
     elif env.rank > 0:
         torch.manual_seed(config.seed + 1000 * env.rank)
 
+    unsharded: nn.Module | None = None  # rank 0's plain model that FSDP checkpoints fill
+
     def save(current_step: int, val_loss: float | None) -> ckpt.CheckpointInfo | None:
-        nonlocal best
+        nonlocal best, unsharded
         info = None
+        source, optimizer_state = raw_model, None
+        if sharded:  # gather the full weights and optimizer state (every rank takes part)
+            model_state, optimizer_state = gather_full_state(model, optimizer)
+            if env.is_main:
+                if unsharded is None:
+                    with torch.random.fork_rng(devices=[]):  # leave the training RNG as it was
+                        unsharded = build_model(config, data.tokenizer)
+                source = unsharded_copy(unsharded, model_state)
         if env.is_main:
-            for name, parameter in raw_model.named_parameters():
+            for name, parameter in source.named_parameters():
                 if not torch.isfinite(parameter).all():
                     raise TrainingError(
                         f"parameter {name} is not finite at step {current_step}; not saved. "
                         f"Lower --lr and resume from {out_dir / 'latest'}"
                     )
             extra = {
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                "optimizer_format": "torch" if optimizer_state is None else FULL_BY_NAME,
                 "sampler": sampler.state_dict(),
                 "rng": ckpt.rng_state(),
                 "step": current_step,
@@ -228,7 +252,7 @@ def _train(
             }
 
             def write_files(tmp: Path) -> None:
-                ckpt.save_model_dir(raw_model, tmp)
+                ckpt.save_model_dir(source, tmp)
                 (tmp / "tokenizer.json").write_text(data.tokenizer.to_str(), encoding="utf-8")
                 (tmp / ckpt.TRAIN_CONFIG).write_text(
                     json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8"
@@ -279,7 +303,11 @@ def _train(
                     inputs, labels = sampler.next()
                     inputs, labels = inputs.to(env.device), labels.to(env.device)
                     syncing = micro == config.grad_accum - 1 or not env.enabled
-                    context = contextlib.nullcontext() if syncing else model.no_sync()
+                    context = (
+                        contextlib.nullcontext()
+                        if syncing
+                        else dist_utils.no_gradient_sync(model, env)
+                    )
                     with context:
                         with autocast():
                             loss = loss_of(model, inputs, labels, masked_lm)
@@ -294,6 +322,8 @@ def _train(
                     )
                 if config.grad_clip > 0:
                     norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip)
+                    if hasattr(norm, "full_tensor"):  # FSDP: a sharded (DTensor) norm
+                        norm = norm.full_tensor()
                     if not torch.isfinite(norm):
                         raise TrainingError(
                             f"gradient norm became {float(norm)} at step {step + 1}; stopped "
