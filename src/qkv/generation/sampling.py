@@ -59,7 +59,9 @@ def sample_next(
 ) -> Tensor:
     """Next tokens (B,) int64 from last-position logits (B, V)."""
     if temperature == 0:
-        return logits.argmax(dim=-1)
+        # in float32: the same index (bf16 → fp32 is exact), and PyTorch's CPU argmax is ~5x
+        # faster in fp32 than in bf16 (31 vs 156 us over GPT-2's 50257 logits)
+        return logits.float().argmax(dim=-1)
     logits = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p)
     probs = torch.softmax(logits, dim=-1)  # (B, V)
     race = torch.empty_like(probs).exponential_(1.0, generator=generator)
