@@ -33,6 +33,17 @@ def _curve(run: Path) -> list[tuple]:
     ]
 
 
+def _assert_same_curves(curve_one: list[tuple], curve_two: list[tuple]) -> None:
+    """Same steps logged (rank 0 once), losses equal within float tolerance."""
+    assert [c[0] for c in curve_one] == [c[0] for c in curve_two]
+    for (_, loss_1, val_1), (_, loss_2, val_2) in zip(curve_one, curve_two):
+        assert (loss_1 is None) == (loss_2 is None) and (val_1 is None) == (val_2 is None)
+        if loss_1 is not None:
+            assert loss_2 == pytest.approx(loss_1, rel=1e-4)
+        if val_1 is not None:
+            assert val_2 == pytest.approx(val_1, rel=1e-4)
+
+
 def test_sigkill_then_resume_matches_uninterrupted_run(corpus_file: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
     # dropout on: the resumed run must also restore the torch RNG stream exactly
@@ -75,14 +86,8 @@ def test_two_processes_match_one_with_the_same_global_batch(
         text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    curve_one, curve_two = _curve(one), _curve(two)
-    assert [c[0] for c in curve_one] == [c[0] for c in curve_two]  # rank 0 logged once
-    for (_, loss_1, val_1), (_, loss_2, val_2) in zip(curve_one, curve_two):
-        assert (loss_1 is None) == (loss_2 is None) and (val_1 is None) == (val_2 is None)
-        if loss_1 is not None:
-            assert loss_2 == pytest.approx(loss_1, rel=1e-4)
-        if val_1 is not None:
-            assert val_2 == pytest.approx(val_1, rel=1e-4)
+    curve_one = _curve(one)
+    _assert_same_curves(curve_one, _curve(two))
     assert curve_one[-1][2] < curve_one[1][1]  # it trained
     # only rank 0 wrote checkpoints: one run directory with the usual layout
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == [
@@ -123,10 +128,4 @@ def test_fsdp_two_processes_match_one_write_plain_checkpoints_and_resume(
         capture_output=True, text=True,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    curve_one, curve_two = _curve(one), _curve(sharded)
-    assert [c[0] for c in curve_one] == [c[0] for c in curve_two]
-    for (_, loss_1, val_1), (_, loss_2, val_2) in zip(curve_one, curve_two):
-        if loss_1 is not None:
-            assert loss_2 == pytest.approx(loss_1, rel=1e-4)
-        if val_1 is not None:
-            assert val_2 == pytest.approx(val_1, rel=1e-4)
+    _assert_same_curves(_curve(one), _curve(sharded))
