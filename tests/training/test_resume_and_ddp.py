@@ -129,3 +129,10 @@ def test_fsdp_two_processes_match_one_write_plain_checkpoints_and_resume(
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same_curves(_curve(one), _curve(sharded))
+    # one process continues the sharded run (full optimizer state, loaded by parameter name)
+    alone = subprocess.run(
+        _qkv("--resume", str(sharded), "--max-iters", "14"), env=env, timeout=300,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert _curve(sharded)[-1][0] == 14
