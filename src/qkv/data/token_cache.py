@@ -1,20 +1,20 @@
 """Tokenize a corpus once into a memory-mapped token file, cached by content and tokenizer.
 
 The file lives at ``<cache>/tokens/<key>.<dtype>.bin`` where ``key`` hashes the corpus text and
-the tokenizer's JSON, and ``dtype`` is uint16 when every id fits, else uint32. It is written to
-a temporary name, fsynced and renamed, so a crash never leaves a truncated cache entry.
+the tokenizer's JSON, and ``dtype`` is uint16 when every id fits, else uint32. It is written
+atomically (:mod:`qkv.atomic`), so a crash never leaves a truncated cache entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qkv.atomic import write_bytes_atomic
 from qkv.data.tokenizers import encode_text
 
 if TYPE_CHECKING:
@@ -36,24 +36,6 @@ def tokenizer_hash(tokenizer: Tokenizer) -> str:
     return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cached_tokens(
     text: str, text_sha256: str, tokenizer: Tokenizer, *, root: Path | None = None
 ) -> np.memmap:
@@ -66,7 +48,7 @@ def cached_tokens(
     path = (root or cache_dir()) / "tokens" / f"{key}.{dtype.name}.bin"
     if not path.exists():
         ids = encode_text(tokenizer, text)
-        write_atomic(path, ids.astype(dtype).tobytes())
+        write_bytes_atomic(path, ids.astype(dtype).tobytes())
     if path.stat().st_size == 0:
         return np.zeros(0, dtype=dtype).view(np.memmap)  # np.memmap refuses empty files
     return np.memmap(path, dtype=dtype, mode="r")

@@ -14,15 +14,15 @@ A run directory looks like::
       latest -> checkpoints/step-...  best -> checkpoints/step-...   (symlinks)
 
 A checkpoint is assembled in ``checkpoints/.tmp-*``, every file fsynced, then renamed into
-place and the ``latest`` link swapped atomically; a crash at any point leaves the previous
-checkpoint and links intact (a stale ``.tmp-*`` folder is removed by the next save).
+place and the ``latest`` link swapped atomically (:mod:`qkv.atomic`); a crash at any point
+leaves the previous checkpoint and links intact (a stale ``.tmp-*`` folder is removed by the
+next save).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 from collections.abc import Callable
@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from qkv.atomic import replace_dir_atomic, symlink_atomic
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "checkpoint.json"
@@ -71,17 +73,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _fsync(path: Path) -> None:
-    flags = os.O_RDONLY
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -92,31 +83,14 @@ def _sha256(path: Path) -> str:
 
 def save_model_dir(model: nn.Module, directory: Path) -> None:
     """Weights + model config into ``directory`` in the format ``qkv.load`` reads."""
-    import qkv.io
+    from qkv.io import save
 
-    save = getattr(qkv.io, "save", None)
-    if save is None:  # pragma: no cover - only while qkv.io.save is missing
-        from qkv.io.files import save_safetensors, write_json_atomic
-
-        seen: set[int] = set()
-        tensors = {}
-        for name, tensor in model.state_dict().items():
-            if tensor.data_ptr() not in seen:
-                seen.add(tensor.data_ptr())
-                tensors[name] = tensor
-        save_safetensors(tensors, directory / "model.safetensors")
-        write_json_atomic(directory / "config.json", model.config.to_dict())
-        return
     save(model, directory)
 
 
 def link(run_dir: Path, name: str, target: Path) -> None:
     """Point ``run_dir/name`` at ``target`` (relative symlink), swapped atomically."""
-    tmp = run_dir / f".{name}.tmp"
-    tmp.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(target, run_dir), tmp)
-    os.replace(tmp, run_dir / name)
-    _fsync(run_dir)
+    symlink_atomic(run_dir / name, target)
 
 
 def write_checkpoint(
@@ -149,14 +123,8 @@ def write_checkpoint(
             "files": {p.name: _sha256(p) for p in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        for path in tmp.iterdir():
-            _fsync(path)
-        _fsync(tmp)
-        final = root / name
-        if final.exists():  # the same step saved again (e.g. Ctrl-C right after a save)
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync(root)
+        # An existing folder is the same step saved again (e.g. Ctrl-C right after a save).
+        final = replace_dir_atomic(tmp, root / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from qkv.data.token_cache import write_atomic
+from qkv.atomic import write_bytes_atomic, write_text_atomic
 
 
 class MetricsLog:
@@ -52,7 +52,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     """Drop records after ``last_step`` (a resumed run logs those steps again)."""
     kept = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
     text = "".join(json.dumps(r) + "\n" for r in kept)
-    write_atomic(path, text.encode("utf-8"))
+    write_text_atomic(path, text)
 
 
 def perplexity(loss: float) -> float:
@@ -85,5 +85,5 @@ def plot_losses(metrics_path: Path, png_path: Path) -> None:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    write_atomic(png_path, buffer.getvalue())
+    write_bytes_atomic(png_path, buffer.getvalue())
     plt.close(figure)

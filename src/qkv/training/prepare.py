@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from qkv.atomic import write_text_atomic
 from qkv.data.batches import MaskingSpec
 from qkv.data.corpus import read_corpus, split_point
-from qkv.data.token_cache import cache_dir, cached_tokens, write_atomic
+from qkv.data.token_cache import cache_dir, cached_tokens
 from qkv.data.tokenizers import MASK, PAD, build_tokenizer
 from qkv.training.config import TrainConfig
 
@@ -63,7 +64,7 @@ def _cached_tokenizer(config: TrainConfig, text: str, sha256: str, masked_lm: bo
     if path.is_file():
         return Tokenizer.from_file(str(path))
     tokenizer = build_tokenizer("bpe", text, vocab_size=config.vocab_size, masked_lm=masked_lm)
-    write_atomic(path, tokenizer.to_str().encode("utf-8"))
+    write_text_atomic(path, tokenizer.to_str())
     return tokenizer
 
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from qkv.data.token_cache import write_atomic
+from qkv.atomic import write_text_atomic
 from qkv.training import checkpoint as ckpt
 from qkv.training.config import RUN_DEFINING, TrainConfig
 
@@ -49,7 +49,7 @@ def claim_run_dir(out_dir: Path, config: TrainConfig, *, overwrite: bool) -> Non
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "train_config": config.to_dict(),
     }
-    write_atomic(out_dir / ckpt.RUN_MARKER, (json.dumps(marker, indent=2) + "\n").encode())
+    write_text_atomic(out_dir / ckpt.RUN_MARKER, json.dumps(marker, indent=2) + "\n")
 
 
 def plan_resume(path: str | Path, given: dict[str, Any]) -> tuple[TrainConfig, Path, Path]:

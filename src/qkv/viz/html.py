@@ -31,13 +31,14 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from qkv.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from qkv.viz.capture import Capture
@@ -229,17 +230,7 @@ class AttentionView:
             raise FileNotFoundError(
                 f"directory {target.parent} does not exist; create it first or choose another path"
             )
-        document = self.to_html()
-        handle, temp = tempfile.mkstemp(prefix=".qkv-view-", suffix=".html", dir=target.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(document)
-            os.chmod(temp, 0o644)  # mkstemp's 0600 would hide the page from other users
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_text_atomic(target, self.to_html())
 
     def __repr__(self) -> str:
         layers, heads, tokens, _ = self.capture.weights.shape
