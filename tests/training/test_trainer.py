@@ -12,7 +12,7 @@ from train_helpers import TINY
 import qkv
 from qkv.data.batches import fixed_eval_batches
 from qkv.training import checkpoint as ckpt
-from qkv.training import trainer
+from qkv.training import step, trainer
 from qkv.training.config import TrainConfig
 from qkv.training.metrics import read_metrics
 from qkv.training.prepare import prepare_data
@@ -87,7 +87,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(
 def test_non_finite_loss_stops_and_names_the_step(
     corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_loss = trainer.loss_of
+    real_loss = step.loss_of
     calls = []
 
     def loss_goes_nan(*args: object, **kwargs: object) -> torch.Tensor:
@@ -97,7 +97,7 @@ def test_non_finite_loss_stops_and_names_the_step(
         calls.append(1)
         return loss * float("nan") if len(calls) == 13 else loss
 
-    monkeypatch.setattr(trainer, "loss_of", loss_goes_nan)
+    monkeypatch.setattr(step, "loss_of", loss_goes_nan)
     run = tmp_path / "run"
     with pytest.raises(trainer.TrainingError, match="loss became nan at step 13"):
         trainer.train(_config(corpus_file, max_iters=30, eval_interval=10), run, quiet=True)

@@ -28,7 +28,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,10 +36,14 @@ from torch import nn
 
 from qkv.atomic import replace_dir_atomic, symlink_atomic
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 CHECKPOINTS = "checkpoints"
 MANIFEST = "checkpoint.json"
 STATE = "train_state.pt"
 TRAIN_CONFIG = "train_config.json"
+TOKENIZER = "tokenizer.json"
 RUN_MARKER = "run.json"
 
 
@@ -86,6 +90,19 @@ def save_model_dir(model: nn.Module, directory: Path) -> None:
     from qkv.io import save
 
     save(model, directory)
+
+
+# The run's tokenizer is read and written here only, so a change of tokenizer type is one edit.
+def write_tokenizer(tokenizer: Tokenizer, directory: Path) -> None:
+    """``tokenizer`` as ``directory/tokenizer.json`` (Hugging Face tokenizers JSON)."""
+    (directory / TOKENIZER).write_text(tokenizer.to_str(), encoding="utf-8")
+
+
+def read_tokenizer(directory: Path) -> Tokenizer:
+    """The tokenizer :func:`write_tokenizer` saved in checkpoint ``directory``."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(directory / TOKENIZER))
 
 
 def link(run_dir: Path, name: str, target: Path) -> None:
@@ -140,6 +157,12 @@ def write_checkpoint(
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
     return info
+
+
+def describe_latest(run_dir: Path) -> str:
+    """The folder ``run_dir/latest`` points at, for messages ("(none yet)" before a save)."""
+    latest = run_dir / "latest"
+    return str(latest.resolve()) if latest.exists() else "(none yet)"
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -230,7 +253,7 @@ def load_for_inference(path: str | Path, *, device: str = "cpu") -> tuple[nn.Mod
 
     directory = resolve_checkpoint(path)
     model = qkv.load(directory, device=device)
-    if not (directory / "tokenizer.json").is_file() and not (directory / "vocab.txt").is_file():
+    if not (directory / TOKENIZER).is_file() and not (directory / "vocab.txt").is_file():
         raise FileNotFoundError(f"{directory} has no tokenizer.json; it is not a qkv train output")
     tokenizer = qkv.load_tokenizer(directory)
     return model, tokenizer, directory

@@ -1,0 +1,191 @@
+"""A run's working set before its first step: the :class:`TrainSession`.
+
+:func:`start_session` is the ``qkv train`` recipe: claim the run directory (or read the
+checkpoint to resume), prepare the corpus, build the preset model, then
+:func:`open_session` wraps it for DDP / FSDP, makes the optimizer and the batch sources, and
+:func:`qkv.training.resume.restore` puts a resumed run back where it stopped.
+
+Other recipes reuse the parts rather than growing them: fine-tuning passes its own
+``raw_model`` (pretrained weights, adapters with ``requires_grad`` set; the optimizer takes
+only trainable parameters) to :func:`open_session`; another data source builds a
+:class:`TrainSession` with its own :class:`BatchSource`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from qkv.data.batches import BatchSampler, fixed_eval_batches
+from qkv.training import distributed as dist_utils
+from qkv.training import resume
+from qkv.training.config import TrainConfig
+from qkv.training.optim import make_adamw
+from qkv.training.prepare import PreparedData, build_model, load_weights, prepare_data
+from qkv.training.run_dir import claim_run_dir
+
+
+class BatchSource(Protocol):
+    """Training batches whose order is part of the checkpoint (see :class:`BatchSampler`)."""
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        """(inputs (b, T), labels (b, T)) of this rank."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(kw_only=True)
+class TrainSession:
+    """Everything a run holds between optimizer steps.
+
+    ``raw_model`` is the model itself (FSDP2 shards it in place); ``model`` is what a step
+    calls: ``raw_model``, its DDP wrapper, or either compiled. ``step`` counts finished
+    optimizer steps.
+    """
+
+    config: TrainConfig
+    out_dir: Path
+    env: dist_utils.Distributed
+    data: PreparedData
+    raw_model: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    sampler: BatchSource
+    eval_batches: list[tuple[Tensor, Tensor]]
+    autocast: Callable[[], AbstractContextManager[Any]]
+    step: int = 0
+
+    @property
+    def masked_lm(self) -> bool:
+        return self.data.masking is not None
+
+    @property
+    def sharded(self) -> bool:
+        """True when FSDP shards the model over more than one process."""
+        return self.config.fsdp and self.env.enabled
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.config.batch_size * self.config.grad_accum * self.config.block_size
+
+
+def say(message: str, env: dist_utils.Distributed, quiet: bool) -> None:
+    """``qkv: message`` on stderr, from rank 0 only."""
+    if env.is_main and not quiet:
+        print(f"qkv: {message}", file=sys.stderr)
+
+
+def autocast_factory(config: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    """A fresh bf16 autocast context per call with ``config.bf16``, else a null context."""
+    if not config.bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def start_session(
+    config: TrainConfig,
+    out_dir: Path,
+    env: dist_utils.Distributed,
+    *,
+    resume_from: str | Path | None,
+    overwrite: bool,
+    quiet: bool,
+) -> TrainSession:
+    """The ``qkv train`` session: a new run in ``out_dir``, or the run of checkpoint
+    ``resume_from`` restored to its step, optimizer, data order and RNG states."""
+    point = None
+    if resume_from is not None:
+        point = resume.read_resume_point(Path(resume_from))
+        say(f"resuming {out_dir} from step {point.step}", env, quiet)
+    elif env.is_main:
+        claim_run_dir(out_dir, config, overwrite=overwrite)
+    dist_utils.barrier(env)
+    if env.enabled:
+        mode = "FSDP (sharded)" if config.fsdp else "DDP"
+        say(f"{mode} over {env.world_size} processes on {env.device.type}", env, quiet)
+    elif config.fsdp:
+        say("--fsdp: one process, so nothing to shard; training unsharded", env, quiet)
+
+    data = prepare_data(
+        config,
+        tokenizer=point.tokenizer if point is not None else None,
+        quiet=quiet or not env.is_main,
+    )
+    if point is not None:
+        resume.check_same_corpus(point, data)
+    raw_model = build_model(config, data.tokenizer)
+    if point is not None:
+        load_weights(raw_model, point.directory)
+    session = open_session(config, out_dir, env, data=data, raw_model=raw_model)
+    if point is not None:
+        resume.restore(session, point)
+    else:
+        resume.seed_fresh_run(session)
+    return session
+
+
+def open_session(
+    config: TrainConfig,
+    out_dir: Path,
+    env: dist_utils.Distributed,
+    *,
+    data: PreparedData,
+    raw_model: nn.Module,
+) -> TrainSession:
+    """Wrap ``raw_model`` for this process (device, DDP / FSDP2, compile), make its AdamW and
+    the batch sources of ``data``; the session starts at step 0."""
+    raw_model.to(env.device)
+    model = dist_utils.wrap(raw_model, env, fsdp=config.fsdp and env.enabled)
+    optimizer = make_adamw(
+        raw_model,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        betas=(config.beta1, config.beta2),
+        fused=config.fused_adamw,
+    )
+    if config.compile:
+        model = torch.compile(model)
+    autocast = autocast_factory(config, env.device)
+    sampler, eval_batches = batch_sources(config, env, data)
+    return TrainSession(
+        config=config,
+        out_dir=out_dir,
+        env=env,
+        data=data,
+        raw_model=raw_model,
+        model=model,
+        optimizer=optimizer,
+        sampler=sampler,
+        eval_batches=eval_batches,
+        autocast=autocast,
+    )
+
+
+def batch_sources(
+    config: TrainConfig, env: dist_utils.Distributed, data: PreparedData
+) -> tuple[BatchSampler, list[tuple[Tensor, Tensor]]]:
+    """This rank's training sampler (seed ``config.seed``) and the fixed evaluation batches
+    (seed + 1, their own generator, so evaluating never moves the training data order)."""
+    shape: dict[str, Any] = {
+        "block_size": config.block_size,
+        "batch_size": config.batch_size,
+        "rank": env.rank,
+        "world_size": env.world_size,
+        "masking": data.masking,
+    }
+    sampler = BatchSampler(data.train, seed=config.seed, **shape)
+    eval_batches = fixed_eval_batches(
+        data.val, n_batches=config.eval_iters, seed=config.seed + 1, **shape
+    )
+    return sampler, eval_batches
