@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from qkv.viz.induction import run_experiment
+from qkv.experiments.induction import run_experiment
 
 
 def main() -> None:

@@ -96,7 +96,7 @@ def _shakespeare(args: argparse.Namespace, out_dir: Path) -> int:
 
 
 def _induction(args: argparse.Namespace, out_dir: Path) -> int:
-    from qkv.viz.induction import run_experiment
+    from qkv.experiments.induction import run_experiment
 
     _step("training a 2-layer GPT on repeated random tokens, measuring induction scores")
     result = run_experiment(out_dir, seed=args.seed, progress=True)

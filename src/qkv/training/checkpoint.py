@@ -249,11 +249,11 @@ def best_checkpoint(run_dir: Path) -> CheckpointInfo | None:
 
 def load_for_inference(path: str | Path, *, device: str = "cpu") -> tuple[nn.Module, Any, Path]:
     """(model in eval mode, qkv tokenizer, checkpoint dir) from a run or checkpoint folder."""
-    import qkv
+    from qkv.io import load, load_tokenizer
 
     directory = resolve_checkpoint(path)
-    model = qkv.load(directory, device=device)
+    model = load(directory, device=device)
     if not (directory / TOKENIZER).is_file() and not (directory / "vocab.txt").is_file():
         raise FileNotFoundError(f"{directory} has no tokenizer.json; it is not a qkv train output")
-    tokenizer = qkv.load_tokenizer(directory)
+    tokenizer = load_tokenizer(directory)
     return model, tokenizer, directory

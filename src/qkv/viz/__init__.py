@@ -37,7 +37,6 @@ _LAZY = {
     "save_png": "qkv.viz.heatmap",
     "terminal_heatmap": "qkv.viz.terminal",
     "top_attended": "qkv.viz.terminal",
-    "run_experiment": "qkv.viz.induction",
     "open_model": "qkv.viz.model_source",
     "AttentionView": "qkv.viz.html",
     "write_html": "qkv.viz.html",

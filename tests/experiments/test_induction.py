@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import qkv
-from qkv.viz.induction import InductionConfig, half_losses, make_batch, run_experiment
+from qkv.experiments.induction import half_losses, run_experiment
+from qkv.experiments.induction_task import InductionConfig, make_batch
 
 
 def test_batches_are_bos_then_a_block_twice():
