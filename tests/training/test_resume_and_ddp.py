@@ -27,6 +27,17 @@ def _qkv(*args: str) -> list[str]:
     return [sys.executable, "-m", "qkv", "train", *args]
 
 
+def _torchrun(*args: str) -> list[str]:
+    """``qkv train`` as 2 processes under torchrun (gloo on the CPU)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc-per-node", "2", "-m", "qkv", "train", *args]  # fmt: skip
+
+
+def _succeeds(command: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def _curve(run: Path) -> list[tuple]:
     return [
         (r["step"], r.get("loss"), r.get("val_loss")) for r in read_metrics(run / "metrics.jsonl")
@@ -79,13 +90,7 @@ def test_two_processes_match_one_with_the_same_global_batch(
               "--device", "cpu"]  # fmt: skip
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(_qkv(*common, "--out-dir", str(one)), env=env, check=True, timeout=300)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc-per-node", "2", "-m", "qkv", "train"]  # fmt: skip
-    result = subprocess.run(
-        [*torchrun, *common, "--out-dir", str(two)], env=env, timeout=300, capture_output=True,
-        text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    _succeeds(_torchrun(*common, "--out-dir", str(two)), env)
     curve_one = _curve(one)
     _assert_same_curves(curve_one, _curve(two))
     assert curve_one[-1][2] < curve_one[1][1]  # it trained
@@ -111,28 +116,14 @@ def test_fsdp_two_processes_match_one_write_plain_checkpoints_and_resume(
     subprocess.run(
         _qkv(*common, "--max-iters", "12", "--out-dir", str(one)), env=env, check=True, timeout=300
     )
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc-per-node", "2", "-m", "qkv", "train", "--fsdp"]  # fmt: skip
-    first = subprocess.run(
-        [*torchrun, *common, "--max-iters", "8", "--out-dir", str(sharded)], env=env,
-        timeout=300, capture_output=True, text=True,
-    )  # fmt: skip
-    assert first.returncode == 0, first.stderr[-2000:]
+    _succeeds(_torchrun("--fsdp", *common, "--max-iters", "8", "--out-dir", str(sharded)), env)
     # the checkpoint is a plain one: qkv.load reads it, weights equal the 1-process run's
     plain = qkv.load(one / "checkpoints" / "step-00000008")
     gathered = qkv.load(sharded / "checkpoints" / "step-00000008")
     for (name, a), b in zip(plain.state_dict().items(), gathered.state_dict().values()):
         torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4, msg=name)
-    resumed = subprocess.run(
-        [*torchrun, "--resume", str(sharded), "--max-iters", "12"], env=env, timeout=300,
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _succeeds(_torchrun("--fsdp", "--resume", str(sharded), "--max-iters", "12"), env)
     _assert_same_curves(_curve(one), _curve(sharded))
     # one process continues the sharded run (full optimizer state, loaded by parameter name)
-    alone = subprocess.run(
-        _qkv("--resume", str(sharded), "--max-iters", "14"), env=env, timeout=300,
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert alone.returncode == 0, alone.stderr[-2000:]
+    _succeeds(_qkv("--resume", str(sharded), "--max-iters", "14"), env)
     assert _curve(sharded)[-1][0] == 14

@@ -8,11 +8,30 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
 
 
 def _option(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
+
+
+def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """``cls(**data)`` for a dataclass, refusing names that are not its fields (a typo in a
+    saved config must not be dropped silently). Raises ValueError listing the unknown and the
+    known fields. Example::
+
+        >>> dataclass_from_dict(TrainConfig, {"batch_size": 4}).batch_size
+        4
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(names)}"
+        )
+    return cls(**data)
 
 
 @dataclass(kw_only=True)
@@ -120,11 +139,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}")
-        return cls(**data)
+        """Inverse of :meth:`to_dict`; unknown keys are a ValueError naming them."""
+        return dataclass_from_dict(cls, data)
 
 
 # Fields whose change on --resume would make the continued run a different run.
@@ -171,11 +187,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type = TrainConfig) -
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
     """A TrainConfig from parsed flags; flags not given keep ``base``'s (or default) values."""
     values = base.to_dict() if base is not None else {}
-    for f in dataclasses.fields(TrainConfig):
-        given = getattr(args, f.name, None)
-        if given is not None:
-            values[f.name] = given
-    return TrainConfig(**values)
+    return TrainConfig(**{**values, **given_flags(args)})
 
 
 def given_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -150,19 +150,27 @@ def load_weights(model: nn.Module, checkpoint: Path) -> None:
             state.update(load_file(str(file)))
         except Exception as error:
             raise ValueError(f"{file} could not be read ({error}); it is corrupt") from None
+    load_state(model, state, source=f"checkpoint {checkpoint}")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Copy ``state`` into ``model`` after checking every name and shape.
+
+    A tied parameter may appear under one of its names only (safetensors and the FSDP gather
+    both keep one). Raises ValueError naming ``source`` and the first mismatching names.
+    """
     own = model.state_dict()
     pointers = {own[name].data_ptr() for name in state if name in own}
     missing = [n for n in own if n not in state and own[n].data_ptr() not in pointers]
     unexpected = [n for n in state if n not in own]
     if missing or unexpected:
         raise ValueError(
-            f"checkpoint {checkpoint} does not match the model: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}"
+            f"{source} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     for name, tensor in state.items():
         if own[name].shape != tensor.shape:
             raise ValueError(
-                f"checkpoint {checkpoint}: {name} has shape {tuple(tensor.shape)}, the model "
-                f"expects {tuple(own[name].shape)}; the config does not match the checkpoint"
+                f"{source}: {name} has shape {tuple(tensor.shape)}, the model expects "
+                f"{tuple(own[name].shape)}; the model's config does not match it"
             )
     model.load_state_dict(state, strict=False)

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from qkv.training.prepare import load_state
+
 FULL_BY_NAME = "full-by-name"
 
 
@@ -49,16 +51,8 @@ def load_full_optimizer_state(
 def unsharded_copy(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     """``template`` (a freshly built, unsharded model of the same config) holding ``state``.
 
-    Tied parameters may appear under one name only; any other missing or unexpected name is
-    an error.
+    Tied parameters may appear under one name only; any other missing or unexpected name, or
+    a shape that differs, is a ValueError.
     """
-    result = template.load_state_dict(state, strict=False)
-    own = template.state_dict()
-    pointers = {own[name].data_ptr() for name in state if name in own}
-    missing = [name for name in result.missing_keys if own[name].data_ptr() not in pointers]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(
-            f"gathered FSDP state does not fit the model: missing {missing[:3]}, "
-            f"unexpected {result.unexpected_keys[:3]}"
-        )
+    load_state(template, state, source="the gathered FSDP state")
     return template
