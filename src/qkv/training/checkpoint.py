@@ -28,16 +28,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from qkv.atomic import replace_dir_atomic, symlink_atomic
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "checkpoint.json"
@@ -90,19 +87,6 @@ def save_model_dir(model: nn.Module, directory: Path) -> None:
     from qkv.io import save
 
     save(model, directory)
-
-
-# The run's tokenizer is read and written here only, so a change of tokenizer type is one edit.
-def write_tokenizer(tokenizer: Tokenizer, directory: Path) -> None:
-    """``tokenizer`` as ``directory/tokenizer.json`` (Hugging Face tokenizers JSON)."""
-    (directory / TOKENIZER).write_text(tokenizer.to_str(), encoding="utf-8")
-
-
-def read_tokenizer(directory: Path) -> Tokenizer:
-    """The tokenizer :func:`write_tokenizer` saved in checkpoint ``directory``."""
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(directory / TOKENIZER))
 
 
 def link(run_dir: Path, name: str, target: Path) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 from qkv.training import checkpoint as ckpt
 from qkv.training import distributed as dist_utils
 from qkv.training.errors import TrainingError
-from qkv.training.prepare import build_model
+from qkv.training.prepare import build_model, write_tokenizer_json
 from qkv.training.resume import train_state
 from qkv.training.session import TrainSession
 from qkv.training.sharded_state import gather_full_state, unsharded_copy
@@ -95,7 +95,7 @@ class Checkpointer:
     def _write_files(self, directory: Path, model: nn.Module, state: dict[str, Any]) -> None:
         session = self.session
         ckpt.save_model_dir(model, directory)
-        ckpt.write_tokenizer(session.data.tokenizer, directory)
+        write_tokenizer_json(session.data.tokenizer, directory / ckpt.TOKENIZER)
         (directory / ckpt.TRAIN_CONFIG).write_text(
             json.dumps(session.config.to_dict(), indent=2) + "\n", encoding="utf-8"
         )

@@ -54,17 +54,29 @@ def corpus_path(config: TrainConfig, *, quiet: bool = False) -> Path:
     return ensure_default_corpus(quiet=quiet)
 
 
-def _cached_tokenizer(config: TrainConfig, text: str, sha256: str, masked_lm: bool) -> Tokenizer:
+# A run reads and writes its tokenizer through these two only (cache, checkpoints, resume), so
+# a change of tokenizer type is one edit here.
+def write_tokenizer_json(tokenizer: Tokenizer, path: Path) -> None:
+    """``tokenizer`` as Hugging Face tokenizers JSON at ``path``, written atomically."""
+    write_text_atomic(path, tokenizer.to_str())
+
+
+def read_tokenizer_json(path: Path) -> Tokenizer:
+    """The tokenizer :func:`write_tokenizer_json` wrote to ``path``."""
     from tokenizers import Tokenizer
 
+    return Tokenizer.from_file(str(path))
+
+
+def _cached_tokenizer(config: TrainConfig, text: str, sha256: str, masked_lm: bool) -> Tokenizer:
     if config.tokenizer == "char":
         return build_tokenizer("char", text, masked_lm=masked_lm)
     key = hashlib.sha256(f"{sha256}:bpe:{config.vocab_size}:{masked_lm}".encode()).hexdigest()
     path = cache_dir() / "tokenizers" / f"{key[:32]}.json"
     if path.is_file():
-        return Tokenizer.from_file(str(path))
+        return read_tokenizer_json(path)
     tokenizer = build_tokenizer("bpe", text, vocab_size=config.vocab_size, masked_lm=masked_lm)
-    write_text_atomic(path, tokenizer.to_str())
+    write_tokenizer_json(tokenizer, path)
     return tokenizer
 
 

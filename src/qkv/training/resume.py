@@ -16,6 +16,7 @@ import torch
 
 from qkv.training import checkpoint as ckpt
 from qkv.training.metrics import truncate_metrics
+from qkv.training.prepare import read_tokenizer_json
 from qkv.training.sharded_state import FULL_BY_NAME, load_full_optimizer_state
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def read_resume_point(directory: Path) -> ResumePoint:
         directory=directory,
         step=manifest["step"],
         state=state,
-        tokenizer=ckpt.read_tokenizer(directory),
+        tokenizer=read_tokenizer_json(directory / ckpt.TOKENIZER),
     )
 
 
