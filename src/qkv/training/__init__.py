@@ -4,8 +4,9 @@ data parallelism under torchrun. The ``qkv train`` command is a thin layer over 
 
 from qkv.training.checkpoint import load_for_inference, resolve_checkpoint
 from qkv.training.config import TrainConfig
+from qkv.training.errors import TrainingError, TrainingInterrupted
 from qkv.training.schedule import learning_rate
-from qkv.training.trainer import TrainingError, TrainingInterrupted, TrainResult, train
+from qkv.training.trainer import TrainResult, train
 
 __all__ = [
     "TrainConfig",

@@ -58,8 +58,7 @@ class Checkpointer:
         session = self.session
         source, full_optimizer_state = self._full_model_and_optimizer_state()
         info = None
-        if session.env.is_main:
-            assert source is not None
+        if source is not None:  # rank 0
             _check_finite(source, step, session.out_dir)
             state = train_state(session, step, full_optimizer_state=full_optimizer_state)
             info = ckpt.write_checkpoint(
