@@ -10,13 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qkv.attention.call import AttentionCall
+from qkv.attention.call import AttentionCall, compute_dtype
 from qkv.attention.dropout import full_keep_mask
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Softmax runs in at least float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def position_allowed(call: AttentionCall, rows: Tensor, cols: Tensor) -> Tensor | None:

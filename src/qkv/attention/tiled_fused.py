@@ -40,8 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from qkv.attention.call import AttentionCall
-from qkv.attention.tiled_plan import compute_dtype
+from qkv.attention.call import AttentionCall, compute_dtype
 
 # Rows per query block (see block_rows). Measured on a 2-core AMD EPYC (torch 2.13, 8 heads,
 # d=64, fwd+bwd, 2026-11-24): ALiBi at N=4k, 256 rows 0.40 s, 1024 rows 0.44 s; at N=16k,
