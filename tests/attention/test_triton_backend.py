@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import qkv
-from qkv.attention.triton_backend import triton_available, triton_check
+from qkv.attention.triton_backend import triton_check
+from qkv.attention.triton_support import triton_available
 from qkv.attention.validate import validate
 
 

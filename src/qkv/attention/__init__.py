@@ -4,6 +4,7 @@ from qkv.attention.api import BackendInfo, attention, attention_backends, explai
 from qkv.attention.call import AttentionCall
 from qkv.attention.dispatch import BackendChoice, choose
 from qkv.attention.registry import Backend, get_backend, register_backend
+from qkv.attention.varlen import varlen_attention
 
 __all__ = [
     "AttentionCall",
@@ -16,4 +17,5 @@ __all__ = [
     "explain_backend",
     "get_backend",
     "register_backend",
+    "varlen_attention",
 ]
