@@ -49,7 +49,7 @@ def test_auto_result_matches_reference_and_logs(caplog: pytest.LogCaptureFixture
     q, k, v = _tensors()
     with caplog.at_level(logging.DEBUG, logger="qkv.attention"):
         out = qkv.attention(q, k, v, window=(16, 0))
-    assert any("tiled" in r.getMessage() for r in caplog.records)
+    assert any("-> flash-tiles" in r.getMessage() for r in caplog.records)
     torch.testing.assert_close(
         out, qkv.attention(q, k, v, window=(16, 0), backend="reference"), atol=1e-5, rtol=1e-5
     )
@@ -57,7 +57,7 @@ def test_auto_result_matches_reference_and_logs(caplog: pytest.LogCaptureFixture
 
 def test_backends_listed_with_availability() -> None:
     infos = {b.name: b for b in qkv.attention_backends()}
-    for name in ("reference", "sdpa", "tiled"):
+    for name in ("reference", "sdpa", "math", "flash-tiles", "tiled"):
         assert infos[name].available, infos[name].reason
 
 

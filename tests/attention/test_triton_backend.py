@@ -41,7 +41,7 @@ def test_refusals_name_the_reason(make, reason):
 
 def test_named_backend_raises_with_reason():
     with pytest.raises(ValueError, match="cannot serve this call.*attention weights"):
-        qkv.attention(*_qkv(), need_weights=True, backend="triton")
+        qkv.attention_with_weights(*_qkv(), backend="triton")
 
 
 def test_serves_supported_calls_under_the_interpreter():

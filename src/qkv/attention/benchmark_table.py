@@ -248,12 +248,14 @@ QUICK_BACKENDS = ("auto", "sdpa", "tiled", "reference")
 def _median_time(q, k, v, backend: str, options: dict, repeats: int) -> float:
     import qkv
 
+    options = dict(options)
+    run = qkv.attention_with_weights if options.pop("need_weights", False) else qkv.attention
     times = []
     with torch.no_grad():
-        qkv.attention(q, k, v, backend=backend, **options)  # warm-up
+        run(q, k, v, backend=backend, **options)  # warm-up
         for _ in range(repeats):
             start = time.perf_counter()
-            qkv.attention(q, k, v, backend=backend, **options)
+            run(q, k, v, backend=backend, **options)
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
@@ -262,7 +264,7 @@ def quick_rows(n: int = 512, heads: int = 8, dim: int = 64, repeats: int = 3) ->
     """Time each backend on each variant in-process (forward); say what auto chose and why."""
     import qkv
     from qkv.attention.alibi import alibi_slopes
-    from qkv.attention.registry import get_backend
+    from qkv.attention.backends import get_backend
     from qkv.attention.validate import validate
 
     header = ["variant", "shape", *QUICK_BACKENDS, "auto chose", "why"]

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from qkv.attention.call import AttentionCall, compute_dtype
-from qkv.attention.registry import Backend, register_backend
+from qkv.attention.registry import Backend
 
 
 def math_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
@@ -65,12 +65,10 @@ def math_check(call: AttentionCall) -> str | None:
     return None
 
 
-register_backend(
-    Backend(
-        name="math",
-        forward=math_attention,
-        check=math_check,
-        description="matmul → fused softmax → matmul in float32+; O(N²) memory; fastest on "
-        "CPU for small problems",
-    )
+BACKEND = Backend(
+    name="math",
+    forward=math_attention,
+    check=math_check,
+    description="matmul → fused softmax → matmul in float32+; O(N²) memory; fastest on "
+    "CPU for small problems",
 )

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from qkv.attention.call import AttentionCall, compute_dtype
 from qkv.attention.dropout import full_keep_mask
+from qkv.attention.registry import Backend
 
 
 def position_allowed(call: AttentionCall, rows: Tensor, cols: Tensor) -> Tensor | None:
@@ -107,3 +108,11 @@ def reference_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
 def reference_check(call: AttentionCall) -> str | None:
     """The reference backend serves every call."""
     return None
+
+
+BACKEND = Backend(
+    name="reference",
+    forward=reference_attention,
+    check=reference_check,
+    description="the formula written plainly; O(N²) memory; the oracle and weights source",
+)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from qkv.attention.call import AttentionCall
-from qkv.attention.registry import Backend, register_backend
+from qkv.attention.registry import Backend
 from qkv.attention.triton_support import (
     device_refusal,
     dtype_refusal,
@@ -112,17 +112,13 @@ def triton_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     return fused_attention(call.q, call.k, call.v, _problem(call)), None
 
 
-register_backend(
-    Backend(
-        name="triton",
-        forward=triton_attention,
-        check=triton_check,
-        available=triton_available,
-        description=(
-            "fused FlashAttention-2-style Triton kernels (fp16/bf16; GQA, causal, window, "
-            "ALiBi, softcap, masks, dropout); CUDA sm80+"
-        ),
-    )
+BACKEND = Backend(
+    name="triton",
+    forward=triton_attention,
+    check=triton_check,
+    available=triton_available,
+    description=(
+        "fused FlashAttention-2-style Triton kernels (fp16/bf16; GQA, causal, window, "
+        "ALiBi, softcap, masks, dropout); CUDA sm80+"
+    ),
 )
-
-__all__ = ["triton_attention", "triton_check"]

@@ -52,8 +52,9 @@ def dtype_refusal(dtype: torch.dtype) -> str | None:
             return None
         return (
             "float32 inputs are refused (the kernels compute in fp16/bf16 tensor cores); cast "
-            "to bfloat16/float16, or set QKV_TRITON_TF32=1 (qkv.attention.triton_support."
-            "ALLOW_FP32_TF32 = True) to compute them in TF32"
+            "to bfloat16/float16, or set QKV_TRITON_TF32=1 (or, at run time, "
+            "`from qkv.attention import triton_support; triton_support.ALLOW_FP32_TF32 = True`) "
+            "to compute them in TF32"
         )
     return f"dtype {dtype} is not supported; use bfloat16 or float16"
 

@@ -101,7 +101,8 @@ def varlen_attention(
         >>> lengths = [5, 17, 9]
         >>> cu = torch.tensor([0, 5, 22, 31], dtype=torch.int32)
         >>> q = torch.randn(31, 8, 64, device="cuda", dtype=torch.bfloat16)
-        >>> out = qkv.attention.varlen_attention(q, q, q, cu, causal=True)  # (31, 8, 64)
+        >>> from qkv.attention import varlen_attention
+        >>> out = varlen_attention(q, q, q, cu, causal=True)  # (31, 8, 64)
     """
     _check_packed(q, k, v)
     reason = (
