@@ -7,12 +7,12 @@ beside the machine's matmul ceiling. One markdown table.
     python benchmarks/attention.py --only N=4096 --only bf16
     python benchmarks/attention.py --output benchmarks/results/attention-cpu.md
 
-The logic lives in qkv.attention.benchmark* so that ``qkv bench`` shares it.
+The logic lives in the qkv.bench package (qkv.bench.run) so that ``qkv bench`` shares it.
 """
 
 import sys
 
-from qkv.attention.benchmark_run import main
+from qkv.bench.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

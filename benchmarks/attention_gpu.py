@@ -14,6 +14,8 @@ soft-capping, which SDPA cannot fuse, against FlexAttention.
 
 FLOPs (FlashAttention's convention): forward 4·B·H·N²·d, backward 2.5× forward, so
 forward+backward 3.5× forward; halved when causal. Times are medians of CUDA-event timings.
+The FLOPs formula, the timing, the matmul ceiling and the machine line come from
+``qkv.bench.hardware``, shared with the CPU benchmark (``benchmarks/attention.py``).
 
     python benchmarks/attention_gpu.py            # full grid (several minutes: autotuning)
     python benchmarks/attention_gpu.py --quick    # N = 1k, 4k, 16k; d = 128
@@ -26,43 +28,20 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import statistics
 import sys
 from collections.abc import Callable
 
 import torch
 
+from qkv.bench.hardware import (
+    CUDA_MATMUL_SIZE,
+    attention_flops,
+    cuda_time_ms,
+    machine_line,
+    matmul_gflops,
+)
+
 TOKENS, HIDDEN = 16384, 2048
-
-
-def cuda_time_ms(fn: Callable[[], object], *, warmup: int = 3, reps: int = 10) -> float:
-    """Median milliseconds of ``fn`` over ``reps`` CUDA-event-timed calls."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
-def matmul_ceiling() -> float:
-    """Measured bf16 matmul TFLOP/s (8192³), the roof every attention kernel sits under."""
-    n = 8192
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    ms = cuda_time_ms(lambda: a @ b, warmup=5, reps=20)
-    return 2 * n**3 / ms / 1e9
-
-
-def attention_flops(batch: int, heads: int, n: int, d: int, causal: bool, backward: bool) -> float:
-    flops = 4 * batch * heads * n * n * d / (2 if causal else 1)
-    return flops * 3.5 if backward else flops
 
 
 def _fwd_bwd(run: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], None]:
@@ -80,9 +59,9 @@ def _inputs(batch: int, heads: int, n: int, d: int, backward: bool):
 
 
 def _qkv_runner(q, k, v, options: dict) -> Callable[[], torch.Tensor]:
-    import qkv
+    from qkv.attention import attention
 
-    return lambda: qkv.attention(q, k, v, backend="triton", **options)
+    return lambda: attention(q, k, v, backend="triton", **options)
 
 
 def _sdpa_runners(q, k, v, causal: bool) -> dict[str, Callable[[], torch.Tensor]]:
@@ -171,7 +150,7 @@ def core_table(sizes: list[int], dims: list[int], ceiling: float) -> list[str]:
                     batch, heads = max(1, TOKENS // n), HIDDEN // d
                     q, k, v = _inputs(batch, heads, n, d, backward)
                     grad = torch.randn_like(q)
-                    flops = attention_flops(batch, heads, n, d, causal, backward)
+                    flops = attention_flops(batch, heads, n, n, d, causal=causal, backward=backward)
                     ours, why_ours = _measure(
                         _qkv_runner, (q, k, v, {"causal": causal}), grad, backward
                     )
@@ -204,11 +183,11 @@ def core_table(sizes: list[int], dims: list[int], ceiling: float) -> list[str]:
 
 def variants_table(n: int, d: int) -> list[str]:
     """Sliding window, ALiBi, softcap (all causal) vs FlexAttention, forward and fwd+bwd."""
-    import qkv
+    from qkv.attention.alibi import alibi_slopes
 
     window, softcap = 512, 30.0
     batch, heads = max(1, TOKENS // n), HIDDEN // d
-    slopes = qkv.alibi_slopes(heads, device="cuda")
+    slopes = alibi_slopes(heads, device="cuda")
     variants = {
         "window 512": ({"causal": True, "window": (window, 0)}, "window"),
         "alibi": ({"causal": True, "alibi_slopes": slopes}, "alibi"),
@@ -250,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("attention_gpu: skipped — no CUDA GPU here (this benchmark needs one).")
         return 0
-    from qkv.attention.triton_backend import triton_available
+    from qkv.attention.triton_support import triton_available
 
     reason = triton_available()
     if reason is not None:
@@ -260,13 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [1024, 4096, 16384] if args.quick else [1024, 2048, 4096, 8192, 16384]
     dims = [128] if args.quick else [64, 128]
     device = torch.cuda.get_device_name()
-    ceiling = matmul_ceiling()
+    ceiling = matmul_gflops(torch.bfloat16, "cuda") / 1e3  # TFLOP/s
     header = [
         f"# Fused attention on {device}",
         "",
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}; "
+        f"Machine: {machine_line('cuda')}.",
+        "",
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"bf16; B·N = {TOKENS}, H·d = {HIDDEN}; TFLOP/s (medians). "
-        f"Measured bf16 matmul ceiling: {ceiling:.0f} TFLOP/s.",
+        f"Measured bf16 matmul ceiling ({CUDA_MATMUL_SIZE}³, best of 20): {ceiling:.0f} TFLOP/s.",
         f"Command: python benchmarks/attention_gpu.py{' --quick' if args.quick else ''}",
         "",
     ]

@@ -10,7 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from qkv.attention import attention, attention_backends, explain_backend
+from qkv.attention import (
+    attention,
+    attention_backends,
+    attention_with_weights,
+    explain_backend,
+)
 
 __version__ = "0.1.0"
 
@@ -26,7 +31,14 @@ _LAZY = {
 }
 _SUBMODULES = {"nn", "models", "io", "generation", "data", "training", "viz", "cli"}
 
-__all__ = ["attention", "attention_backends", "explain_backend", *_LAZY, *sorted(_SUBMODULES)]
+__all__ = [
+    "attention",
+    "attention_backends",
+    "attention_with_weights",
+    "explain_backend",
+    *_LAZY,
+    *sorted(_SUBMODULES),
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ from attention_cases import (
     torch_same_precision,
 )
 
-from qkv.attention.registry import all_backends
+from qkv.attention.backends import all_backends
 from qkv.attention.validate import validate
 
 SMALL_SHAPES = [
@@ -64,8 +64,8 @@ CASES = [
 ]
 
 
-# The CPU backends; the triton backend has its own battery in test_triton*.py.
-BACKENDS = ("sdpa", "math", "tiled")
+# The CPU backends (each where it serves); triton has its own battery in test_triton*.py.
+BACKENDS = ("sdpa", "math", "flash-tiles", "tiled")
 
 
 def _serving_backends(problem: Problem) -> list[str]:

@@ -11,7 +11,7 @@ from qkv.cli.main import main
 def test_backends_lists_availability(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
-    for name in ("reference", "sdpa", "math", "tiled", "auto"):
+    for name in ("reference", "sdpa", "math", "flash-tiles", "tiled", "triton", "auto"):
         assert name in out
     assert "available" in out
 

@@ -49,7 +49,7 @@ def test_auto_result_matches_reference_and_logs(caplog: pytest.LogCaptureFixture
     q, k, v = _tensors()
     with caplog.at_level(logging.DEBUG, logger="qkv.attention"):
         out = qkv.attention(q, k, v, window=(16, 0))
-    assert any("tiled" in r.getMessage() for r in caplog.records)
+    assert any("-> flash-tiles" in r.getMessage() for r in caplog.records)
     torch.testing.assert_close(
         out, qkv.attention(q, k, v, window=(16, 0), backend="reference"), atol=1e-5, rtol=1e-5
     )
@@ -57,7 +57,7 @@ def test_auto_result_matches_reference_and_logs(caplog: pytest.LogCaptureFixture
 
 def test_backends_listed_with_availability() -> None:
     infos = {b.name: b for b in qkv.attention_backends()}
-    for name in ("reference", "sdpa", "tiled"):
+    for name in ("reference", "sdpa", "math", "flash-tiles", "tiled"):
         assert infos[name].available, infos[name].reason
 
 
@@ -88,3 +88,30 @@ def test_alibi_bias_is_the_distance_penalty() -> None:
     pos = torch.arange(3).view(-1, 1) + 2
     expected = torch.softmax(-0.5 * (pos - torch.arange(5)).abs().double(), dim=-1)
     torch.testing.assert_close(out[0, 0], expected)
+
+
+def test_register_backend_adds_a_user_backend_beside_the_built_in_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qkv.attention import Backend, register_backend, registry
+    from qkv.attention.reference import reference_attention
+
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+    calls = []
+
+    def forward(call):
+        calls.append(call.describe())
+        return reference_attention(call)
+
+    register_backend(Backend(name="mine", forward=forward, check=lambda call: None))
+    q, k, v = _tensors(n=32)
+    out = qkv.attention(q, k, v, causal=True, backend="mine")
+    torch.testing.assert_close(out, qkv.attention(q, k, v, causal=True, backend="reference"))
+    assert calls and "causal" in calls[0]
+    names = [b.name for b in qkv.attention_backends()]
+    assert names[-1] == "mine" and names.index("reference") == 0
+    assert qkv.explain_backend(q, k, v).backend != "mine"  # auto keeps its measured order
+    with pytest.raises(ValueError, match="'auto' is reserved"):
+        register_backend(Backend(name="auto", forward=forward, check=lambda call: None))
+    with pytest.raises(ValueError, match="unknown attention backend 'nope'.*mine"):
+        qkv.attention(q, k, v, backend="nope")

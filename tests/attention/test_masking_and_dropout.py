@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import qkv
-from qkv.attention.registry import all_backends
+from qkv.attention.backends import all_backends
 from qkv.attention.validate import validate
 
-BACKENDS = ("reference", "sdpa", "tiled")
+BACKENDS = ("reference", "sdpa", "flash-tiles", "tiled")
 
 EMPTY_ROW_CASES = {
     # name: (q_len, k_len, options, rows with no key)
@@ -56,8 +56,8 @@ def test_dropout_statistics_and_out_equals_weights_at_v(backend: str) -> None:
     p = 0.3
     q, k, v = (torch.randn(2, 4, 64, 16, dtype=torch.float64) for _ in range(3))
     torch.manual_seed(1)
-    out, weights = qkv.attention(q, k, v, dropout_p=p, need_weights=True, backend=backend)
-    _, clean = qkv.attention(q, k, v, need_weights=True, backend="reference")
+    out, weights = qkv.attention_with_weights(q, k, v, dropout_p=p, backend=backend)
+    _, clean = qkv.attention_with_weights(q, k, v, backend="reference")
     torch.testing.assert_close(out, weights @ v, atol=1e-12, rtol=1e-12)
     dropped = (weights == 0).double().mean().item()
     n = weights.numel()
@@ -76,9 +76,9 @@ def test_dropout_statistics_and_out_equals_weights_at_v(backend: str) -> None:
 def test_dropout_masks_of_tiled_and_reference_are_identical() -> None:
     q, k, v = (torch.randn(1, 2, 300, 8) for _ in range(3))
     torch.manual_seed(4)
-    _, w_ref = qkv.attention(q, k, v, dropout_p=0.5, need_weights=True, backend="reference")
+    _, w_ref = qkv.attention_with_weights(q, k, v, dropout_p=0.5, backend="reference")
     torch.manual_seed(4)
-    _, w_tiled = qkv.attention(q, k, v, dropout_p=0.5, need_weights=True, backend="tiled")
+    _, w_tiled = qkv.attention_with_weights(q, k, v, dropout_p=0.5, backend="tiled")
     assert torch.equal(w_ref == 0, w_tiled == 0)
 
 
@@ -86,6 +86,6 @@ def test_extreme_scores_never_nan() -> None:
     q = torch.randn(1, 2, 40, 8) * 1e4
     k = torch.randn(1, 2, 40, 8) * 1e4
     v = torch.randn(1, 2, 40, 8)
-    for backend in BACKENDS:
+    for backend in BACKENDS:  # flash-tiles serves this causal call
         out = qkv.attention(q, k, v, causal=True, backend=backend)
         assert torch.isfinite(out).all(), backend

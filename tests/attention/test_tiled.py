@@ -103,11 +103,11 @@ def test_causal_and_window_skip_blocks() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_weights_from_lse_match_reference(dtype: torch.dtype) -> None:
     problem = make_problem(Shape(2, 4, 2, 33, 50, 8, 8), "causal+alibi+bool_mask", dtype, 2)
-    _, w_ref = qkv.attention(
-        problem.q, problem.k, problem.v, need_weights=True, backend="reference", **problem.options
+    _, w_ref = qkv.attention_with_weights(
+        problem.q, problem.k, problem.v, backend="reference", **problem.options
     )
-    out, w = qkv.attention(
-        problem.q, problem.k, problem.v, need_weights=True, backend="tiled", **problem.options
+    out, w = qkv.attention_with_weights(
+        problem.q, problem.k, problem.v, backend="tiled", **problem.options
     )
     assert w.dtype == w_ref.dtype == torch.float32
     torch.testing.assert_close(w, w_ref, atol=2e-6, rtol=1e-5)

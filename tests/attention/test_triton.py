@@ -188,9 +188,9 @@ def test_strided_inputs():
 
 
 def test_float32_in_tf32_mode(monkeypatch):
-    from qkv.attention import triton_backend
+    from qkv.attention import triton_support
 
-    monkeypatch.setattr(triton_backend, "ALLOW_FP32_TF32", True)
+    monkeypatch.setattr(triton_support, "ALLOW_FP32_TF32", True)
     q, k, v = (t.float() for t in _inputs(1, 2, 2, 20, 20, 32))
     out = qkv.attention(q, k, v, causal=True, backend="triton")
     expected = qkv.attention(q, k, v, causal=True, backend="reference")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import qkv
-from qkv.attention.triton_backend import triton_available, triton_check
+from qkv.attention.triton_backend import triton_check
+from qkv.attention.triton_support import triton_available
 from qkv.attention.validate import validate
 
 
@@ -40,7 +41,7 @@ def test_refusals_name_the_reason(make, reason):
 
 def test_named_backend_raises_with_reason():
     with pytest.raises(ValueError, match="cannot serve this call.*attention weights"):
-        qkv.attention(*_qkv(), need_weights=True, backend="triton")
+        qkv.attention_with_weights(*_qkv(), backend="triton")
 
 
 def test_serves_supported_calls_under_the_interpreter():

@@ -8,7 +8,7 @@ import torch
 from test_triton_oracle import assert_precision_of, lowp_attention
 
 import qkv
-from qkv.attention.triton_backend import varlen_attention
+from qkv.attention import varlen_attention
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

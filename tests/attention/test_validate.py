@@ -100,4 +100,15 @@ def test_named_backend_that_cannot_serve_raises_with_reason() -> None:
         qkv.attention(q, k, v, softcap=3.0, backend="sdpa")
     assert "cannot serve" in str(info.value) and "backend='auto'" in str(info.value)
     with pytest.raises(ValueError, match="need_weights"):
-        qkv.attention(q, k, v, need_weights=True, backend="sdpa")
+        qkv.attention_with_weights(q, k, v, backend="sdpa")
+
+
+def test_attention_refuses_need_weights_and_points_to_attention_with_weights() -> None:
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match="call qkv.attention_with_weights"):
+        qkv.attention(q, k, v, need_weights=True)
+    out, weights = qkv.attention_with_weights(q, k, v, causal=True)
+    assert weights.shape == (*q.shape[:3], k.shape[2])  # (B, Hq, Nq, Nk)
+    groups = q.shape[1] // k.shape[1]
+    torch.testing.assert_close(out, weights @ v.repeat_interleave(groups, dim=1))
+    torch.testing.assert_close(out, qkv.attention(q, k, v, causal=True))

@@ -1,4 +1,5 @@
-"""The public functional API: ``qkv.attention`` and friends."""
+"""The public functional API: ``qkv.attention``, ``qkv.attention_with_weights`` and the
+questions about backends (``explain_backend``, ``attention_backends``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from qkv.attention.call import Window
+from qkv.attention.backends import all_backends
+from qkv.attention.call import AttentionCall, Window
 from qkv.attention.dispatch import BackendChoice, choose
-from qkv.attention.registry import all_backends
 from qkv.attention.validate import validate
 
 
@@ -26,12 +27,13 @@ def attention(
     softcap: float | None = None,
     need_weights: bool = False,
     backend: str = "auto",
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Scaled dot-product attention, exactly, with every common variant.
 
     Shapes: q (B, Hq, Nq, Dk), k (B, Hkv, Nk, Dk), v (B, Hkv, Nk, Dv) with Hq % Hkv == 0
-    (grouped-query / multi-query attention). Returns out (B, Hq, Nq, Dv) in q's dtype, and
-    with ``need_weights=True`` also the probabilities (B, Hq, Nq, Nk) the output used.
+    (grouped-query / multi-query attention). Returns out (B, Hq, Nq, Dv) in q's dtype. For
+    the probabilities the output used, call :func:`attention_with_weights` (``need_weights``
+    is only accepted as False and raises a ValueError saying so otherwise).
 
     In order: scores = scale·q·kᵀ (scale defaults to 1/√Dk); ``softcap``:
     scores = softcap·tanh(scores/softcap); add the ALiBi bias −slope_h·|i + Nk − Nq − j|
@@ -47,7 +49,58 @@ def attention(
     Example::
 
         >>> q = k = v = torch.randn(2, 8, 128, 64)
-        >>> out = qkv.attention(q, k, v, causal=True, window=(32, 0))
+        >>> out = qkv.attention(q, k, v, causal=True, window=(32, 0))  # (2, 8, 128, 64)
+    """
+    if need_weights:
+        raise ValueError(
+            "qkv.attention returns only the output; for the attention weights call "
+            "qkv.attention_with_weights(q, k, v, ...) with the same arguments minus "
+            "need_weights (it returns (out, weights))"
+        )
+    call = validate(
+        q,
+        k,
+        v,
+        causal=causal,
+        mask=mask,
+        scale=scale,
+        dropout_p=dropout_p,
+        window=window,
+        alibi_slopes=alibi_slopes,
+        softcap=softcap,
+    )
+    out, _ = _run(call, backend)
+    return out
+
+
+def attention_with_weights(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool = False,
+    mask: Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    window: Window | None = None,
+    alibi_slopes: Tensor | None = None,
+    softcap: float | None = None,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """:func:`attention` that also returns the probabilities the output used.
+
+    Same arguments and semantics as :func:`attention`. Returns (out (B, Hq, Nq, Dv) in q's
+    dtype, weights (B, Hq, Nq, Nk) in float32, or float64 for float64 inputs), the weights
+    after masking and dropout, so out = weights·v; both are differentiable. ``auto`` picks
+    ``reference``; ``tiled`` also serves weights (rebuilt from its log-sum-exp); fused
+    backends refuse, saying why. The weights are N×N: meant for inspection, not for training
+    at long context.
+
+    Example::
+
+        >>> out, weights = qkv.attention_with_weights(q, k, v, causal=True)
+        >>> weights.shape  # (B, Hq, Nq, Nk); each row sums to 1
+        torch.Size([2, 8, 128, 128])
     """
     call = validate(
         q,
@@ -60,14 +113,17 @@ def attention(
         window=window,
         alibi_slopes=alibi_slopes,
         softcap=softcap,
-        need_weights=need_weights,
+        need_weights=True,
     )
+    out, weights = _run(call, backend)
+    assert weights is not None, f"backend {backend!r} returned no weights for need_weights"
+    return out, weights
+
+
+def _run(call: AttentionCall, backend: str) -> tuple[Tensor, Tensor | None]:
+    """(out, weights or None) from the backend chosen for ``call``."""
     choice = choose(call, backend)
-    out, weights = all_backends()[choice.backend].forward(call)
-    if need_weights:
-        assert weights is not None, f"backend {choice.backend} returned no weights"
-        return out, weights
-    return out
+    return all_backends()[choice.backend].forward(call)
 
 
 def explain_backend(
@@ -80,11 +136,16 @@ def explain_backend(
 ) -> BackendChoice:
     """Which backend ``qkv.attention(q, k, v, **options)`` would use and why, without running it.
 
+    ``options`` are those of :func:`attention`; ``need_weights=True`` asks about
+    :func:`attention_with_weights` instead.
+
     Example::
 
         >>> print(qkv.explain_backend(q, k, v, softcap=30.0))
         tiled: blockwise online softmax: every variant with O(N) memory
           not sdpa: softcap changes every score: SDPA would need the explicit N×N score matrix
+          not flash-tiles: it tiles causal calls only (causal=True or a window whose right side
+          is 0); 'tiled' serves the rest
     """
     call = validate(q, k, v, **options)  # type: ignore[arg-type]
     return choose(call, backend)
@@ -92,6 +153,8 @@ def explain_backend(
 
 @dataclass(frozen=True)
 class BackendInfo:
+    """One backend as ``attention_backends()`` lists it: can it run here, and what it is for."""
+
     name: str
     available: bool
     reason: str
@@ -99,7 +162,13 @@ class BackendInfo:
 
 
 def attention_backends() -> list[BackendInfo]:
-    """Every registered backend with its availability in this environment."""
+    """Every backend (built-in, then registered) with its availability in this environment.
+
+    Example::
+
+        >>> [b.name for b in qkv.attention_backends() if b.available]
+        ['reference', 'sdpa', 'math', 'flash-tiles', 'tiled']
+    """
     infos = []
     for name, backend in all_backends().items():
         why = backend.available()

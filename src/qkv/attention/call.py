@@ -101,4 +101,11 @@ class AttentionCall:
 
 
 def default_scale(head_dim: int) -> float:
+    """1/√Dk, the scale of ``qkv.attention`` when none is given."""
     return 1.0 / math.sqrt(head_dim)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype every CPU backend computes scores and softmax in: float64 for float64
+    inputs, float32 for everything else (bf16 scores of ~10 round to 1/16 before the softmax)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from qkv.attention.backends import all_backends, get_backend
 from qkv.attention.call import AttentionCall
-from qkv.attention.registry import all_backends, get_backend
 
 logger = logging.getLogger("qkv.attention")
 
@@ -33,6 +33,9 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     so PyTorch's fused kernels (FlashAttention-2 / cuDNN, themselves near the hardware limit)
     keep the calls they serve and the Triton kernels take every variant SDPA refuses (ALiBi,
     softcap, windows, causal with a mask, ...); revisit once the GPU table is committed.
+    ``flash-tiles`` comes right before ``tiled`` on CPU: it is tiled's algorithm with each tile
+    in PyTorch's vectorised kernel, and was tiled's internal fast path for exactly the calls it
+    serves until it became a backend of its own (same routing, same speed).
     """
     order: list[tuple[str, str]] = []
     if call.q.device.type == "cpu" and _small_for_math(call):
@@ -51,7 +54,15 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     small = call.q_len * call.k_len <= SMALL_PROBLEM
     if small:
         order.append(("reference", f"small problem (Nq·Nk ≤ {SMALL_PROBLEM}): one matmul wins"))
-    order.append(("tiled", _tiled_reason(call)))
+    if call.q.device.type == "cpu":
+        order.append(
+            (
+                "flash-tiles",
+                "PyTorch's CPU FlashAttention kernel on causal tiles (blocks above the diagonal "
+                "skipped), merged exactly: O(N) memory",
+            )
+        )
+    order.append(("tiled", "blockwise online softmax: every variant with O(N) memory"))
     order.append(("reference", "fallback"))
     return order
 
@@ -72,17 +83,6 @@ def _small_for_math(call: AttentionCall) -> bool:
         and call.q_len * call.k_len <= SMALL_PROBLEM
         and scores <= MATH_MAX_SCORES
     )
-
-
-def _tiled_reason(call: AttentionCall) -> str:
-    from qkv.attention.tiled_fused import fused_reason
-
-    if fused_reason(call) is None:
-        return (
-            "blockwise online softmax: every variant with O(N) memory (this call: PyTorch's "
-            "fused CPU kernel on causal tiles, upper triangle skipped)"
-        )
-    return "blockwise online softmax: every variant with O(N) memory"
 
 
 # Nq·Nk up to which the one-shot reference beats the blockwise loop on CPU (measured).

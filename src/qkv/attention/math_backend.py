@@ -23,13 +23,13 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from qkv.attention.call import AttentionCall
-from qkv.attention.registry import Backend, register_backend
+from qkv.attention.call import AttentionCall, compute_dtype
+from qkv.attention.registry import Backend
 
 
 def math_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     """Backend entry point: (out (B, Hq, Nq, Dv) in q's dtype, None)."""
-    dtype = torch.float64 if call.q.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(call.q.dtype)
     q, k, v = call.q.to(dtype), call.k.to(dtype), call.v.to(dtype)
     batch, hkv, groups = call.batch, call.kv_heads, call.groups
     q_len, k_len = call.q_len, call.k_len
@@ -65,12 +65,10 @@ def math_check(call: AttentionCall) -> str | None:
     return None
 
 
-register_backend(
-    Backend(
-        name="math",
-        forward=math_attention,
-        check=math_check,
-        description="matmul → fused softmax → matmul in float32+; O(N²) memory; fastest on "
-        "CPU for small problems",
-    )
+BACKEND = Backend(
+    name="math",
+    forward=math_attention,
+    check=math_check,
+    description="matmul → fused softmax → matmul in float32+; O(N²) memory; fastest on "
+    "CPU for small problems",
 )

@@ -10,13 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qkv.attention.call import AttentionCall
+from qkv.attention.call import AttentionCall, compute_dtype
 from qkv.attention.dropout import full_keep_mask
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Softmax runs in at least float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from qkv.attention.registry import Backend
 
 
 def position_allowed(call: AttentionCall, rows: Tensor, cols: Tensor) -> Tensor | None:
@@ -112,3 +108,11 @@ def reference_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
 def reference_check(call: AttentionCall) -> str | None:
     """The reference backend serves every call."""
     return None
+
+
+BACKEND = Backend(
+    name="reference",
+    forward=reference_attention,
+    check=reference_check,
+    description="the formula written plainly; O(N²) memory; the oracle and weights source",
+)

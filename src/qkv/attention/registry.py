@@ -1,7 +1,14 @@
-"""The backend registry: every attention kernel is a function with one signature,
-``forward(call: AttentionCall) -> (out, weights | None)``, registered under a name together
-with a ``check`` that says why it cannot serve a given call (or None when it can) and an
-``available`` probe that says why it cannot run in this environment at all."""
+"""What a backend is, and the table of backends users add.
+
+Every attention kernel is a function with one signature,
+``forward(call: AttentionCall) -> (out, weights | None)``, packaged as a :class:`Backend`
+together with a ``check`` that says why it cannot serve a given call (or None when it can)
+and an ``available`` probe that says why it cannot run in this environment at all.
+
+qkv's own backends are listed, statically, in ``qkv.attention.backends``; this module holds
+only the ones added at run time with :func:`register_backend`, and imports nothing of qkv but
+``call.py`` so that every backend module can import it.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ AvailableFn = Callable[[], str | None]
 
 @dataclass(frozen=True, kw_only=True)
 class Backend:
+    """One attention kernel under a name, with why it cannot serve a call or run here."""
+
     name: str
     forward: ForwardFn
     check: CheckFn
@@ -33,38 +42,23 @@ class Backend:
         return self.check(call)
 
 
-_BACKENDS: dict[str, Backend] = {}
+_REGISTERED: dict[str, Backend] = {}
 
 
 def register_backend(backend: Backend) -> Backend:
-    """Add (or replace) a backend under ``backend.name``."""
+    """Add a backend under ``backend.name`` (or replace one, built-in or not, of that name).
+
+    Example::
+
+        >>> register_backend(Backend(name="mine", forward=my_forward, check=lambda call: None))
+        >>> out = qkv.attention(q, k, v, backend="mine")
+    """
     if backend.name == "auto":
         raise ValueError("'auto' is reserved for automatic backend choice; pick another name")
-    _BACKENDS[backend.name] = backend
+    _REGISTERED[backend.name] = backend
     return backend
 
 
-def get_backend(name: str) -> Backend:
-    _ensure_builtin()
-    try:
-        return _BACKENDS[name]
-    except KeyError:
-        known = ", ".join(["auto", *_BACKENDS])
-        raise ValueError(f"unknown attention backend {name!r}; choose one of: {known}") from None
-
-
-def all_backends() -> dict[str, Backend]:
-    _ensure_builtin()
-    return dict(_BACKENDS)
-
-
-_LOADED = False
-
-
-def _ensure_builtin() -> None:
-    """Register the built-in backends on first use (keeps ``import qkv`` light)."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from qkv.attention import builtin  # noqa: F401  (registers on import)
+def registered_backends() -> dict[str, Backend]:
+    """The backends added with :func:`register_backend`, in the order they were added."""
+    return dict(_REGISTERED)

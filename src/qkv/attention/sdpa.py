@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from qkv.attention.call import AttentionCall
-from qkv.attention.registry import Backend, register_backend
+from qkv.attention.registry import Backend
 
 # torch.nn.attention.SDPBackend values (stable since torch 2.3).
 _MATH = 0
@@ -131,12 +131,10 @@ def _available() -> str | None:
     return None
 
 
-register_backend(
-    Backend(
-        name="sdpa",
-        forward=sdpa_attention,
-        check=sdpa_check,
-        available=_available,
-        description="torch scaled_dot_product_attention, fused kernels only (never the math path)",
-    )
+BACKEND = Backend(
+    name="sdpa",
+    forward=sdpa_attention,
+    check=sdpa_check,
+    available=_available,
+    description="torch scaled_dot_product_attention, fused kernels only (never the math path)",
 )

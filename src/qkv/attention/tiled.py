@@ -3,11 +3,12 @@
 FlashAttention's algorithm written with torch ops, so it runs on any device and serves every
 variant (masks, causal, window, ALiBi, softcap, GQA/MQA, dropout) with O(N·d) extra memory:
 the forward stores only the output and the per-row log-sum-exp, the backward recomputes the
-probabilities block by block (see ``tiled_kernels``). Blocks that causal or window masking
-removes entirely are never computed. On CPU, causal calls with at most ALiBi run each tile
-through PyTorch's fused FlashAttention kernel instead and merge the tiles exactly
-(``tiled_fused``). Attention weights, when asked for, are rebuilt from the
-stored log-sum-exp (that output alone is N×N, as requested).
+probabilities block by block (the loops are in ``tiled_loops``, the per-call block
+bookkeeping in ``tiled_plan``). Blocks that causal or window masking removes entirely are
+never computed. Attention weights, when asked for, are rebuilt from the stored log-sum-exp
+(that output alone is N×N, as requested). The same blockwise idea with PyTorch's CPU
+FlashAttention kernel doing each tile is a backend of its own, ``flash-tiles``
+(``flash_tiles.py``), which ``auto`` prefers on CPU for the causal calls it serves.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import torch
 from torch import Tensor
 
 from qkv.attention.call import AttentionCall
-from qkv.attention.registry import Backend, register_backend
-from qkv.attention.tiled_fused import fused_attention, fused_reason
-from qkv.attention.tiled_kernels import tiled_backward, tiled_forward
+from qkv.attention.registry import Backend
+from qkv.attention.tiled_loops import tiled_backward, tiled_forward
 from qkv.attention.tiled_plan import BLOCK_K, BLOCK_Q, KeyBlock, TilePlan
 
 
@@ -72,15 +72,17 @@ def _weights(plan: TilePlan, lse: Tensor) -> Tensor:
 
 
 def tiled_attention(
-    call: AttentionCall, *, block_q: int = BLOCK_Q, block_k: int = BLOCK_K, fused: bool = True
+    call: AttentionCall, *, block_q: int = BLOCK_Q, block_k: int = BLOCK_K
 ) -> tuple[Tensor, Tensor | None]:
-    """Backend entry point: (out (B, Hq, Nq, Dv) in q's dtype, weights or None).
+    """Backend entry point: (out (B, Hq, Nq, Dv) in q's dtype, weights (B, Hq, Nq, Nk) or None).
 
-    Causal calls on CPU without mask, window, softcap or dropout go through PyTorch's fused
-    FlashAttention kernel tile by tile (``tiled_fused``; ``fused=False`` forces the loops).
+    ``block_q`` queries × ``block_k`` keys per block (the tests use small blocks to cross
+    many block edges).
+
+    Example::
+
+        >>> out, _ = tiled_attention(validate(q, k, v, causal=True, softcap=30.0))
     """
-    if fused and fused_reason(call) is None:
-        return fused_attention(call), None
     plan = TilePlan.build(call, block_q=block_q, block_k=block_k)
     out, lse = _TiledAttention.apply(call.q, call.k, call.v, plan)
     if not call.need_weights:
@@ -93,12 +95,10 @@ def tiled_check(call: AttentionCall) -> str | None:
     return None
 
 
-register_backend(
-    Backend(
-        name="tiled",
-        forward=tiled_attention,
-        check=tiled_check,
-        description="blockwise online softmax (FlashAttention in PyTorch ops): every variant, "
-        "O(N·d) memory, any device",
-    )
+BACKEND = Backend(
+    name="tiled",
+    forward=tiled_attention,
+    check=tiled_check,
+    description="blockwise online softmax (FlashAttention in PyTorch ops): every variant, "
+    "O(N·d) memory, any device",
 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from qkv.attention.call import AttentionCall
+from qkv.attention.call import AttentionCall, compute_dtype
 from qkv.attention.dropout import keep_mask
 from qkv.attention.reference import position_allowed
 
@@ -25,10 +25,6 @@ from qkv.attention.reference import position_allowed
 # stay a few MiB.
 BLOCK_Q = 256
 BLOCK_K = 1024
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _rows_cols_slice(t: Tensor, i0: int, i1: int, j0: int, j1: int) -> Tensor:

@@ -1,14 +1,15 @@
 """The ``triton`` backend: fused FlashAttention-2-style forward and backward kernels.
 
-Serves fp16 and bf16 (fp32 only when :data:`ALLOW_FP32_TF32` is set: it then computes the
-matmuls in TF32), head dims 16–256 (any size: padded to a power of two inside the kernel),
-causal (bottom-right aligned), Nq ≠ Nk, grouped-query / multi-query attention, sliding
-windows, ALiBi, soft-capping and bool / additive masks; a bool padding mask of shape
+Serves fp16 and bf16 (fp32 only when ``triton_support.ALLOW_FP32_TF32`` is set: it then
+computes the matmuls in TF32), head dims 16–256 (any size: padded to a power of two inside
+the kernel), causal (bottom-right aligned), Nq ≠ Nk, grouped-query / multi-query attention,
+sliding windows, ALiBi, soft-capping and bool / additive masks; a bool padding mask of shape
 (B, 1, 1, Nk) that keeps a prefix of keys becomes per-sequence key lengths. Packed
-variable-length batches go through :func:`varlen_attention`. The backward is deterministic
-(no atomics). Dropout regenerates ``qkv.attention.dropout``'s counter-based mask inside the
-kernels (the same mask as ``reference`` and ``tiled``). Refuses, with the reason: attention
-weights, gradients with respect to a mask or ALiBi slopes.
+variable-length batches go through :func:`qkv.attention.varlen_attention`. The backward is
+deterministic (no atomics). Dropout regenerates ``qkv.attention.dropout``'s counter-based mask
+inside the kernels (the same mask as ``reference`` and ``tiled``). Refuses, with the reason:
+attention weights, gradients with respect to a mask or ALiBi slopes. Where the kernels can run
+and which inputs they accept is decided in ``triton_support``.
 
 Runs on CUDA GPUs of compute capability 8.0 or newer (Ampere, Hopper), and on CPU tensors
 under the Triton interpreter (``TRITON_INTERPRET=1`` set before Triton is imported), which is
@@ -17,81 +18,23 @@ how the tests exercise it without a GPU. Triton is imported only when the backen
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from qkv.attention.call import AttentionCall, Window
-from qkv.attention.registry import Backend, register_backend
+from qkv.attention.call import AttentionCall
+from qkv.attention.registry import Backend
+from qkv.attention.triton_support import (
+    device_refusal,
+    dtype_refusal,
+    head_dim_refusal,
+    key_bounds,
+    triton_available,
+)
 
 if TYPE_CHECKING:
     from qkv.attention.triton_kernels.problem import Problem
-
-# Accept float32 inputs and compute their matmuls in TF32 (about 3 decimal digits) instead of
-# refusing them. Set QKV_TRITON_TF32=1 in the environment, or assign this flag at run time.
-ALLOW_FP32_TF32: bool = os.environ.get("QKV_TRITON_TF32", "0") == "1"
-
-MIN_HEAD_DIM, MAX_HEAD_DIM = 16, 256
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def triton_available() -> str | None:
-    """Why the backend cannot run here at all, or None."""
-    if importlib.util.find_spec("triton") is None:
-        return "Triton is not installed; pip install 'qkv[triton]' (needs Linux and an NVIDIA GPU)"
-    if _interpreting():
-        return None
-    if not torch.cuda.is_available():
-        return (
-            "no CUDA GPU; the Triton kernels need an NVIDIA GPU of compute capability 8.0+ "
-            "(or TRITON_INTERPRET=1 to run them slowly on CPU tensors)"
-        )
-    major, minor = torch.cuda.get_device_capability()
-    if major < 8:
-        return f"GPU compute capability {major}.{minor} < 8.0; the kernels need Ampere or newer"
-    return None
-
-
-def _dtype_refusal(dtype: torch.dtype) -> str | None:
-    if dtype in (torch.float16, torch.bfloat16):
-        return None
-    if dtype == torch.float32:
-        if ALLOW_FP32_TF32:
-            return None
-        return (
-            "float32 inputs are refused (the kernels compute in fp16/bf16 tensor cores); cast "
-            "to bfloat16/float16, or set QKV_TRITON_TF32=1 (qkv.attention.triton_backend."
-            "ALLOW_FP32_TF32 = True) to compute them in TF32"
-        )
-    return f"dtype {dtype} is not supported; use bfloat16 or float16"
-
-
-def _device_refusal(device: torch.device) -> str | None:
-    if device.type == "cuda":
-        if _interpreting():
-            return "TRITON_INTERPRET=1 is set: the interpreter runs CPU tensors only"
-        major, minor = torch.cuda.get_device_capability(device)
-        if major < 8:
-            return f"GPU compute capability {major}.{minor} < 8.0; needs Ampere or newer"
-        return None
-    if device.type == "cpu":
-        if _interpreting():
-            return None
-        return "CPU tensors run only under the Triton interpreter (TRITON_INTERPRET=1)"
-    return f"device {device.type} is not supported; use a CUDA GPU"
-
-
-def _head_dim_refusal(dk: int, dv: int) -> str | None:
-    for name, dim in (("q/k", dk), ("v", dv)):
-        if not MIN_HEAD_DIM <= dim <= MAX_HEAD_DIM:
-            return f"{name} head dim {dim} outside {MIN_HEAD_DIM}..{MAX_HEAD_DIM}"
-    return None
 
 
 def triton_check(call: AttentionCall) -> str | None:
@@ -99,9 +42,9 @@ def triton_check(call: AttentionCall) -> str | None:
     if call.need_weights:
         return "attention weights are never materialised by the fused kernel; use 'reference'"
     reason = (
-        _device_refusal(call.q.device)
-        or _dtype_refusal(call.q.dtype)
-        or _head_dim_refusal(call.q.shape[-1], call.v.shape[-1])
+        device_refusal(call.q.device)
+        or dtype_refusal(call.q.dtype)
+        or head_dim_refusal(call.q.shape[-1], call.v.shape[-1])
     )
     if reason is not None:
         return reason
@@ -114,14 +57,6 @@ def triton_check(call: AttentionCall) -> str | None:
     return None
 
 
-def _bounds(causal: bool, window: Window | None) -> tuple[int | None, int | None]:
-    """(left, right) key bounds with causal folded in as right = 0."""
-    left, right = window if window is not None else (None, None)
-    if causal:
-        right = 0 if right is None else min(right, 0)
-    return left, right
-
-
 def _problem(call: AttentionCall) -> Problem:
     from qkv.attention.triton_kernels.configs import MASK_TILE
     from qkv.attention.triton_kernels.masks import (
@@ -132,7 +67,7 @@ def _problem(call: AttentionCall) -> Problem:
     )
     from qkv.attention.triton_kernels.problem import Problem
 
-    left, right = _bounds(call.causal, call.window)
+    left, right = key_bounds(call.causal, call.window)
     mask, kind, key_lengths = call.mask, 0, None
     per_query_tile = per_key_tile = None
     if mask is not None:
@@ -177,19 +112,13 @@ def triton_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
     return fused_attention(call.q, call.k, call.v, _problem(call)), None
 
 
-register_backend(
-    Backend(
-        name="triton",
-        forward=triton_attention,
-        check=triton_check,
-        available=triton_available,
-        description=(
-            "fused FlashAttention-2-style Triton kernels (fp16/bf16; GQA, causal, window, "
-            "ALiBi, softcap, masks, dropout); CUDA sm80+"
-        ),
-    )
+BACKEND = Backend(
+    name="triton",
+    forward=triton_attention,
+    check=triton_check,
+    available=triton_available,
+    description=(
+        "fused FlashAttention-2-style Triton kernels (fp16/bf16; GQA, causal, window, "
+        "ALiBi, softcap, masks, dropout); CUDA sm80+"
+    ),
 )
-
-from qkv.attention.triton_kernels.varlen import varlen_attention  # noqa: E402
-
-__all__ = ["ALLOW_FP32_TF32", "triton_attention", "triton_check", "varlen_attention"]

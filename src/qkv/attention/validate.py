@@ -1,9 +1,16 @@
 """Argument checking for ``qkv.attention``: every bad input becomes a ValueError naming the
-argument, what was received and what was expected."""
+argument, what was received and what was expected.
+
+:func:`validate` checks a whole (B, H, N, D) call; the option checks it is built from
+(:func:`check_scale`, :func:`check_dropout_p`, :func:`check_softcap`, :func:`check_window`,
+:func:`check_alibi_slopes`) are public so that other entry points with other tensor layouts
+(``varlen_attention``) check options with the same rules and the same messages.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import NoReturn
 
 import torch
 from torch import Tensor
@@ -11,28 +18,29 @@ from torch import Tensor
 from qkv.attention.call import AttentionCall, Window, default_scale
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
+    """Raise the ValueError of a bad argument (``message`` names it, the value and the fix)."""
     raise ValueError(message)
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor):
-            _fail(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            fail(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
-            _fail(
+            fail(
                 f"{name} must have rank 4 (batch, heads, seq, head_dim), got shape "
                 f"{tuple(t.shape)}; add missing dims with .unsqueeze() or .view()"
             )
         if not t.is_floating_point():
-            _fail(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+            fail(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
     if not (q.device == k.device == v.device):
-        _fail(
+        fail(
             f"q, k and v must be on one device, got q on {q.device}, k on {k.device}, "
             f"v on {v.device}; move them with .to(q.device)"
         )
     if not (q.dtype == k.dtype == v.dtype):
-        _fail(
+        fail(
             f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}; "
             "cast them with .to(q.dtype)"
         )
@@ -40,15 +48,15 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     bk, hk, nk, dk = k.shape
     bv, hv, nv, _ = v.shape
     if not (bq == bk == bv):
-        _fail(f"batch sizes differ: q has {bq}, k has {bk}, v has {bv}; they must be equal")
+        fail(f"batch sizes differ: q has {bq}, k has {bk}, v has {bv}; they must be equal")
     if dq != dk:
-        _fail(f"q and k head_dim differ: q has {dq}, k has {dk}; they must be equal")
+        fail(f"q and k head_dim differ: q has {dq}, k has {dk}; they must be equal")
     if hk != hv:
-        _fail(f"k and v head counts differ: k has {hk}, v has {hv}; they must be equal")
+        fail(f"k and v head counts differ: k has {hk}, v has {hv}; they must be equal")
     if nk != nv:
-        _fail(f"k and v sequence lengths differ: k has {nk}, v has {nv}; they must be equal")
+        fail(f"k and v sequence lengths differ: k has {nk}, v has {nv}; they must be equal")
     if hk == 0 or hq % hk != 0:
-        _fail(
+        fail(
             f"q heads ({hq}) must be a multiple of k/v heads ({hk}) for grouped-query "
             "attention; choose a k/v head count that divides the query heads"
         )
@@ -56,26 +64,26 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
 
 def _check_mask(mask: Tensor, q: Tensor, k: Tensor) -> Tensor:
     if not isinstance(mask, Tensor):
-        _fail(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+        fail(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
     if mask.dtype != torch.bool and not mask.is_floating_point():
-        _fail(
+        fail(
             f"mask must be bool (True = may attend) or floating (added to scores), got dtype "
             f"{mask.dtype}; convert with mask.bool() or mask.to(q.dtype)"
         )
     if mask.is_floating_point() and mask.dtype != q.dtype and mask.dtype != torch.float32:
-        _fail(
+        fail(
             f"float mask dtype {mask.dtype} must match q's dtype {q.dtype} or be float32; "
             "convert with mask.to(q.dtype)"
         )
     if mask.device != q.device:
-        _fail(f"mask is on {mask.device} but q is on {q.device}; move it with .to(q.device)")
+        fail(f"mask is on {mask.device} but q is on {q.device}; move it with .to(q.device)")
     target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     if mask.dim() > 4:
-        _fail(f"mask must have at most 4 dims, got shape {tuple(mask.shape)}")
+        fail(f"mask must have at most 4 dims, got shape {tuple(mask.shape)}")
     shape = (1,) * (4 - mask.dim()) + tuple(mask.shape)
     for got, want, dim in zip(shape, target, ("batch", "heads", "query", "key")):
         if got not in (1, want):
-            _fail(
+            fail(
                 f"mask of shape {tuple(mask.shape)} does not broadcast to "
                 f"(batch, q_heads, q_len, k_len) = {target}: its {dim} dim is {got}, "
                 f"expected 1 or {want}"
@@ -83,38 +91,79 @@ def _check_mask(mask: Tensor, q: Tensor, k: Tensor) -> Tensor:
     return mask.view(shape)
 
 
-def _check_window(window: Window | None) -> Window | None:
+def check_window(window: Window | None) -> Window | None:
+    """``window`` as (left, right) with None for an unbounded side, or None for no window.
+
+    Example::
+
+        >>> check_window([32, 0])
+        (32, 0)
+        >>> check_window((None, None)) is None  # unbounded on both sides: no restriction
+        True
+    """
     if window is None:
         return None
     if not isinstance(window, tuple | list) or len(window) != 2:
-        _fail(f"window must be a (left, right) pair, got {window!r}")
+        fail(f"window must be a (left, right) pair, got {window!r}")
     left, right = window
     for side, value in (("left", left), ("right", right)):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
-            _fail(f"window {side} size must be an int or None, got {value!r}")
+            fail(f"window {side} size must be an int or None, got {value!r}")
         if value < 0:
-            _fail(f"window {side} size must be >= 0 (or None for unbounded), got {value}")
+            fail(f"window {side} size must be >= 0 (or None for unbounded), got {value}")
     if left is None and right is None:
         return None  # unbounded on both sides: no restriction
     return (left, right)
 
 
-def _check_slopes(slopes: Tensor, q: Tensor) -> Tensor:
+def check_alibi_slopes(slopes: Tensor, *, batch: int, heads: int, device: torch.device) -> Tensor:
+    """ALiBi slopes of shape (heads,) or (batch | 1, heads) as float32 (batch | 1, heads) on
+    ``device``.
+
+    Example::
+
+        >>> check_alibi_slopes(alibi_slopes(8), batch=2, heads=8, device=q.device).shape
+        torch.Size([1, 8])
+    """
     if not isinstance(slopes, Tensor):
         slopes = torch.as_tensor(slopes, dtype=torch.float32)
-    batch, heads = q.shape[0], q.shape[1]
     if slopes.dim() == 1 and slopes.shape[0] == heads:
         slopes = slopes.view(1, heads)
     elif not (slopes.dim() == 2 and slopes.shape[1] == heads and slopes.shape[0] in (1, batch)):
-        _fail(
+        fail(
             f"alibi_slopes must have shape ({heads},) or ({batch}, {heads}) for q with "
             f"{heads} heads, got {tuple(slopes.shape)}"
         )
     if not slopes.is_floating_point():
-        _fail(f"alibi_slopes must be floating point, got dtype {slopes.dtype}")
-    return slopes.to(device=q.device, dtype=torch.float32)
+        fail(f"alibi_slopes must be floating point, got dtype {slopes.dtype}")
+    return slopes.to(device=device, dtype=torch.float32)
+
+
+def check_scale(scale: float | None, head_dim: int) -> float:
+    """``scale`` as a float; None becomes 1/√head_dim."""
+    if scale is None:
+        return default_scale(head_dim)
+    if not isinstance(scale, int | float) or not math.isfinite(scale):
+        fail(f"scale must be a finite number or None, got {scale!r}")
+    return float(scale)
+
+
+def check_softcap(softcap: float | None) -> float | None:
+    """``softcap`` as a positive float, or None for no soft-capping."""
+    if softcap is None:
+        return None
+    if not isinstance(softcap, int | float) or not softcap > 0:
+        fail(f"softcap must be a positive number or None, got {softcap!r}")
+    return float(softcap)
+
+
+def check_dropout_p(dropout_p: float) -> float:
+    """``dropout_p`` as a float in [0, 1)."""
+    if not isinstance(dropout_p, int | float) or not (0.0 <= dropout_p < 1.0):
+        fail(f"dropout_p must be in [0, 1), got {dropout_p!r}")
+    return float(dropout_p)
 
 
 def validate(
@@ -135,17 +184,13 @@ def validate(
     _check_qkv(q, k, v)
     if mask is not None:
         mask = _check_mask(mask, q, k)
-    if scale is None:
-        scale = default_scale(q.shape[-1])
-    elif not isinstance(scale, int | float) or not math.isfinite(scale):
-        _fail(f"scale must be a finite number or None, got {scale!r}")
-    if not isinstance(dropout_p, int | float) or not (0.0 <= dropout_p < 1.0):
-        _fail(f"dropout_p must be in [0, 1), got {dropout_p!r}")
-    if softcap is not None and (not isinstance(softcap, int | float) or not softcap > 0):
-        _fail(f"softcap must be a positive number or None, got {softcap!r}")
+    scale = check_scale(scale, q.shape[-1])
+    dropout_p = check_dropout_p(dropout_p)
+    softcap = check_softcap(softcap)
     if alibi_slopes is not None:
-        alibi_slopes = _check_slopes(alibi_slopes, q)
-    window = _check_window(window)
+        batch, heads = q.shape[0], q.shape[1]
+        alibi_slopes = check_alibi_slopes(alibi_slopes, batch=batch, heads=heads, device=q.device)
+    window = check_window(window)
     seed = 0
     if dropout_p > 0:
         # Drawn from torch's global generator so torch.manual_seed reproduces the mask.
@@ -156,11 +201,11 @@ def validate(
         v=v,
         causal=bool(causal),
         mask=mask,
-        scale=float(scale),
-        dropout_p=float(dropout_p),
+        scale=scale,
+        dropout_p=dropout_p,
         dropout_seed=seed,
         window=window,
         alibi_slopes=alibi_slopes,
-        softcap=None if softcap is None else float(softcap),
+        softcap=softcap,
         need_weights=bool(need_weights),
     )

@@ -9,9 +9,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "bench",
         help="benchmark the attention backends (--quick: under a minute)",
-        description="Time qkv's attention backends (auto, sdpa, tiled, reference) forward on "
-        "each variant (causal, GQA, masks, sliding window, ALiBi, softcap, dropout, weights, "
-        "decoding) and show which backend auto chose and why. Without --quick it runs the "
+        description="Time qkv's attention backends (auto, sdpa, flash-tiles, tiled, reference) "
+        "forward on each variant (causal, GQA, masks, sliding window, ALiBi, softcap, dropout, "
+        "weights, decoding) and show which backend auto chose and why. Without --quick it runs the "
         "full benchmarks/attention.py grid (N up to 16k, peak memory per case; ~20 minutes).",
     )
     parser.add_argument("--quick", action="store_true", help="a few small shapes, < 60 s")
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    from qkv.attention.benchmark_table import machine_line, quick_rows
+    from qkv.bench.hardware import machine_line
+    from qkv.bench.quick import quick_rows
 
     if args.quick:
         print(
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         print("'refuses': that backend cannot serve the call (qkv.explain_backend says why).")
         return 0
-    from qkv.attention.benchmark_run import main as full_main
+    from qkv.bench.run import main as full_main
 
     argv = [arg for text in args.only for arg in ("--only", text)]
     return full_main(argv)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from qkv.attention import attention
+from qkv.attention import attention, attention_with_weights
 from qkv.nn.rotary import apply_rotary
 
 if TYPE_CHECKING:
@@ -114,18 +114,31 @@ class MultiHeadAttention(nn.Module):
         causal = self.causal and length > 1
         recording = self.recorder is not None
         want_weights = need_weights or recording
-        result = attention(
-            q,
-            k,
-            v,
-            causal=causal,
-            mask=mask,
-            scale=self.scale,
-            dropout_p=self.dropout if self.training else 0.0,
-            need_weights=want_weights,
-            backend="reference" if want_weights else self.backend,
-        )
-        out, weights = result if want_weights else (result, None)  # (B, Hq, T, D)
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None  # (B, Hq, T, Tk) when wanted
+        if want_weights:
+            out, weights = attention_with_weights(
+                q,
+                k,
+                v,
+                causal=causal,
+                mask=mask,
+                scale=self.scale,
+                dropout_p=dropout_p,
+                backend="reference",
+            )
+        else:
+            out = attention(
+                q,
+                k,
+                v,
+                causal=causal,
+                mask=mask,
+                scale=self.scale,
+                dropout_p=dropout_p,
+                backend=self.backend,
+            )
+        # out: (B, Hq, T, D)
         if recording:
             self._record(q, k, v, weights, out, causal, mask)
         out = out.to(x.dtype)

@@ -14,8 +14,9 @@ The tier stack, bottom to top:
   padding masks recognised as per-sequence key lengths.
 - ``launch.py``   — launchers that turn tensors and a problem into kernel launches.
 - ``autograd.py`` — the ``torch.autograd.Function`` tying forward and backward together.
-- ``varlen.py``   — ``varlen_attention`` for packed variable-length batches.
 - ``offline.py``  — compiles the kernels for sm80/sm90 without a GPU (build checks).
 
-Importing a kernel module imports Triton; ``qkv.attention.triton_backend`` does so lazily.
+Importing a kernel module imports Triton; ``qkv.attention.triton_backend`` and
+``qkv.attention.varlen`` (the packed variable-length API) do so lazily, and the refusals both
+share live in ``qkv.attention.triton_support``, outside this folder.
 """

@@ -9,11 +9,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from qkv.attention.benchmark_table import (
+from qkv.bench.hardware import machine_line
+from qkv.bench.tables import (
+    SLOPE_IMPLS,
     SLOPE_SIZES,
     Row,
     full_grid,
-    machine_line,
     memory_slope,
     quick_full_rows,
     run_full,
@@ -48,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         help="skip cases whose N×N tensors would exceed this (default 16)",
     )
     parser.add_argument(
-        "--no-slope", action="store_true", help="skip the extra tiled sizes of the memory-slope fit"
+        "--no-slope",
+        action="store_true",
+        help="skip the extra flash-tiles/tiled sizes of the memory-slope fit",
     )
     parser.add_argument(
         "--no-ab", action="store_true", help="skip the interleaved auto-vs-SDPA section"
@@ -69,7 +72,7 @@ def _slope_rows(rows: list[Row]) -> list[Row]:
                     n=n,
                     dtype="float32",
                     backward=True,
-                    impls=("tiled",),
+                    impls=SLOPE_IMPLS,
                 )
             )
     return extra
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ab_lines: list[str] = []
     if not args.quick and not args.no_ab:
-        from qkv.attention.benchmark_ab import interleaved_rows
+        from qkv.bench.interleaved import interleaved_rows
 
         ab_lines = [
             "",
@@ -119,15 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Cells: median time · peak RSS growth of the first call in a fresh process "
         "(q, k, v excluded; masks and compilation included). B=1, 8 heads, d=64. "
         "GFLOP/s by FlashAttention's count "
-        "(4·B·H·N²·d forward, ×3.5 fwd+bwd, halved for causal) for auto (tiled on variant "
-        "rows), beside a 2048³ matmul in the same dtype. window = causal sliding window of "
-        "512; sdpa+mask = SDPA given the variant as an explicit float mask (mask built "
-        "before timing, counted in memory); flex = torch.compile'd FlexAttention (forward "
-        "only on CPU).",
+        "(4·B·H·N²·d forward, ×3.5 fwd+bwd, halved for causal) for auto (on variant rows: "
+        "the backend auto chose), beside a 2048³ matmul in the same dtype. "
+        "window = causal sliding window of 512; sdpa+mask = SDPA given the variant as an "
+        "explicit float mask (mask built before timing, counted in memory); flex = "
+        "torch.compile'd FlexAttention (forward only on CPU).",
         "",
         *lines,
         "",
-        memory_slope(results),
+        *(memory_slope(results, impl) for impl in SLOPE_IMPLS),
         *ab_lines,
     ]
     print("\n".join(report))
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_gpu_benchmark() -> None:
-    """With CUDA, also run benchmarks/attention_gpu.py (the Triton engineer's), if present."""
+    """With CUDA, also run benchmarks/attention_gpu.py (Triton vs SDPA and Flex), if present."""
     import runpy
 
     import torch

@@ -1,33 +1,27 @@
-"""The attention benchmark's grids and tables: the full run of ``benchmarks/attention.py``
-(every case in its own subprocess, with peak memory) and the quick in-process run of
-``qkv bench --quick``."""
+"""The full attention benchmark's grid and table (``benchmarks/attention.py``, ``qkv bench``):
+every case in its own subprocess, with peak memory, and the fit of peak memory against N."""
 
 from __future__ import annotations
 
-import math
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
-from qkv.attention.benchmark import (
-    PEER_IMPLS,
-    QKV_IMPLS,
-    Case,
-    Result,
-    matmul_gflops,
-    measure,
-    measure_in_subprocess,
-)
+from qkv.attention import explain_backend
+from qkv.bench.attention_cases import PEER_IMPLS, QKV_IMPLS, Case, Result
+from qkv.bench.hardware import matmul_gflops
+from qkv.bench.measure import measure_in_subprocess
 
 FULL_SIZES = (1024, 4096, 16384)
 VARIANT_SIZES = (4096, 16384)
 SLOPE_SIZES = (1024, 2048, 4096, 8192, 16384)
-MAIN_IMPLS = ("auto", "tiled", "sdpa", "reference", "torch-sdpa", "naive")
-VARIANT_IMPLS = ("tiled", "sdpa+mask", "flex")  # auto chooses tiled for all three
+MAIN_IMPLS = ("auto", "flash-tiles", "tiled", "sdpa", "reference", "torch-sdpa", "naive")
+# auto chooses flash-tiles for window and ALiBi, tiled for softcap: both are measured (each
+# where it serves) and the row's "ours" is the one auto chose.
+VARIANT_IMPLS = ("flash-tiles", "tiled", "sdpa+mask", "flex")
+SLOPE_IMPLS = ("flash-tiles", "tiled")  # the O(N)-memory backends of the memory-slope fit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,11 +106,9 @@ def _cell(result: Result | None, peak: bool) -> str:
 
 def _auto_choice(row: Row) -> str:
     """What auto picks for this row's problem (decided from shapes, nothing is run)."""
-    import qkv
-
     q = torch.empty(1, 8, row.n, 64, dtype=getattr(torch, row.dtype))
     q.requires_grad_(row.backward)
-    return qkv.explain_backend(q, q, q, **row.case("auto").options()).backend
+    return explain_backend(q, q, q, **row.case("auto").options()).backend
 
 
 def _skip(case: Case, max_bytes: float) -> str | None:
@@ -147,7 +139,7 @@ def run_full(
             result = measure_in_subprocess(case, count)
             results[(row, impl)] = result
             log(
-                f"  {row.label:<34} {impl:<10} {_cell(result, True):<28} "
+                f"  {row.label:<34} {impl:<11} {_cell(result, True):<28} "
                 f"({time.perf_counter() - started:.0f} s)"
             )
     ceilings = {d: matmul_gflops(getattr(torch, d)) for d in {r.dtype for r in rows}}
@@ -161,7 +153,8 @@ def run_full(
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        ours_name = "auto" if "auto" in row.impls else "tiled"
+        chose = _auto_choice(row)
+        ours_name = "auto" if "auto" in row.impls else chose
         ours = results.get((row, ours_name))
         peer_name = "torch-sdpa" if row.variant == "plain" else "sdpa+mask"
         peer = results.get((row, peer_name))
@@ -174,7 +167,6 @@ def run_full(
         if ours and ours.times:
             gflops = f"{ours.gflops:.0f} ({ceilings[row.dtype]:.0f})"
         cells = [_cell(results.get((row, i)), True) if i in row.impls else "" for i in impls]
-        chose = _auto_choice(row)
         lines.append("| " + " | ".join([row.label, *cells, chose, gflops, ratio]) + " |")
     if notes:
         lines.append("")
@@ -182,12 +174,13 @@ def run_full(
     return lines, results
 
 
-def memory_slope(results: dict[tuple[Row, str], Result]) -> str:
-    """Least-squares fit of tiled fwd+bwd peak memory against N (causal fp32 plain rows)."""
+def memory_slope(results: dict[tuple[Row, str], Result], impl_name: str = "tiled") -> str:
+    """Least-squares fit of ``impl_name``'s fwd+bwd peak memory against N (causal fp32 plain
+    rows)."""
     points = [
         (row.n, r.peak_bytes / 2**20)
         for (row, impl), r in results.items()
-        if impl == "tiled"
+        if impl == impl_name
         and row.variant == "plain"
         and row.causal
         and row.backward
@@ -196,7 +189,7 @@ def memory_slope(results: dict[tuple[Row, str], Result]) -> str:
         and not r.error
     ]
     if len(points) < 3:
-        return "tiled peak-memory slope: needs at least three sizes"
+        return f"{impl_name} peak-memory slope: needs at least three sizes"
     n = len(points)
     mean_x = sum(x for x, _ in points) / n
     mean_y = sum(y for _, y in points) / n
@@ -208,106 +201,27 @@ def memory_slope(results: dict[tuple[Row, str], Result]) -> str:
     listed = ", ".join(f"N={x}: {y:.0f} MiB" for x, y in sorted(points))
     square = 8 * 4 / 2**20  # one fp32 N×N score matrix of 8 heads, MiB per N²
     return (
-        f"tiled fwd+bwd peak memory vs N (causal, fp32, 8 heads, d=64): {listed}; linear fit "
+        f"{impl_name} fwd+bwd peak memory vs N (causal, fp32, 8 heads, d=64): {listed}; linear fit "
         f"{slope * 1024:.1f} MiB per 1k tokens + {intercept:.0f} MiB, R² = "
         f"{1 - ss_res / ss_tot:.3f} (8 fp32 N×N score matrices at N=16k would be "
         f"{square * 16384**2 / 1024:,.0f} GiB)"
     )
 
 
-def machine_line() -> str:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, load average {load[0]:.1f} / {load[1]:.1f}"
-    )
-
-
-# ---- qkv bench --quick ---------------------------------------------------------------------
-QUICK_VARIANTS: dict[str, dict] = {
-    "plain": {},
-    "causal": {"causal": True},
-    "gqa causal": {"causal": True, "kv_heads": "quarter"},
-    "bool mask": {"mask": True},
-    "window 64": {"causal": True, "window": (64, 0)},
-    "alibi": {"causal": True, "alibi": True},
-    "softcap 30": {"causal": True, "softcap": 30.0},
-    "dropout 0.1": {"causal": True, "dropout_p": 0.1},
-    "need_weights": {"need_weights": True},
-    "decode 1×N": {"causal": True, "q_len": 1},
-}
-QUICK_BACKENDS = ("auto", "sdpa", "tiled", "reference")
-
-
-def _median_time(q, k, v, backend: str, options: dict, repeats: int) -> float:
-    import qkv
-
-    times = []
-    with torch.no_grad():
-        qkv.attention(q, k, v, backend=backend, **options)  # warm-up
-        for _ in range(repeats):
-            start = time.perf_counter()
-            qkv.attention(q, k, v, backend=backend, **options)
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
-def quick_rows(n: int = 512, heads: int = 8, dim: int = 64, repeats: int = 3) -> list[str]:
-    """Time each backend on each variant in-process (forward); say what auto chose and why."""
-    import qkv
-    from qkv.attention.alibi import alibi_slopes
-    from qkv.attention.registry import get_backend
-    from qkv.attention.validate import validate
-
-    header = ["variant", "shape", *QUICK_BACKENDS, "auto chose", "why"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, spec in QUICK_VARIANTS.items():
-        spec = dict(spec)
-        kv_heads = spec.pop("kv_heads", heads)
-        if kv_heads == "quarter":  # 4 query heads per key/value head, or MQA
-            kv_heads = heads // 4 if heads % 4 == 0 else 1
-        q_len = spec.pop("q_len", n)
-        if spec.pop("mask", False):
-            spec["mask"] = torch.rand(1, 1, q_len, n) > 0.2
-        if spec.pop("alibi", False):
-            spec["alibi_slopes"] = alibi_slopes(heads)
-        q = torch.randn(1, heads, q_len, dim)
-        k, v = torch.randn(1, kv_heads, n, dim), torch.randn(1, kv_heads, n, dim)
-        call = validate(q, k, v, **spec)
-        cells = []
-        for backend in QUICK_BACKENDS:
-            why = None if backend == "auto" else get_backend(backend).refusal(call)
-            if why is not None:
-                cells.append("refuses")
-                continue
-            seconds = _median_time(q, k, v, backend, spec, repeats)
-            cells.append(f"{seconds * 1e3:.1f} ms")
-        choice = qkv.explain_backend(q, k, v, **spec)
-        shape = f"{heads}/{kv_heads}×{q_len}×{n}×{dim}"
-        lines.append("| " + " | ".join([name, shape, *cells, choice.backend, choice.reason]) + " |")
-    return lines
-
-
 def quick_full_rows() -> list[Row]:
     """A small version of the full grid (for --quick of benchmarks/attention.py)."""
-    rows = [replace(r, impls=r.impls) for r in full_grid(sizes=(512,))]
-    return [r for r in rows if r.n == 512] + [
+    rows = [r for r in full_grid(sizes=(512,)) if r.n == 512]
+    return rows + [
         Row(
             variant=v,
             causal=True,
             n=1024,
             dtype="float32",
             backward=True,
-            impls=("tiled", "sdpa+mask"),
+            impls=("flash-tiles", "tiled", "sdpa+mask"),
         )
         for v in ("window", "alibi")
     ]
 
 
-__all__ = ["full_grid", "measure", "memory_slope", "quick_rows", "run_full"]
+__all__ = ["Row", "full_grid", "memory_slope", "quick_full_rows", "run_full"]

@@ -1,4 +1,4 @@
-"""The ``tiled`` forward and backward loops (FlashAttention-2 in plain PyTorch ops).
+"""The ``tiled`` backend's forward and backward loops (FlashAttention-2 in plain PyTorch ops).
 
 Forward: per query block, an online softmax over the key blocks keeps only the running row
 max, row sum and output accumulator; it returns the output and the log-sum-exp (LSE) per row,

@@ -1,4 +1,4 @@
-"""The ``tiled`` backend's CPU fast path: PyTorch's fused FlashAttention kernel, tile by tile.
+"""The ``flash-tiles`` backend: PyTorch's fused CPU FlashAttention kernel, tile by tile.
 
 PyTorch's CPU FlashAttention kernel (``aten::_scaled_dot_product_flash_attention_for_cpu``)
 computes softmax(q·kᵀ·scale + bias)·v blockwise in registers and returns the log-sum-exp
@@ -27,9 +27,11 @@ that the kernel serves with an O(N) bias, and merges them exactly:
 
 Extra memory is O(N·d) plus one bq×bq bias per block; no N×N tensor exists. This path serves
 causal calls (``causal=True`` or a window whose right side is 0), with a left window or not,
-Nk ≥ Nq, Dv = Dk, optional ALiBi, and no mask, softcap or dropout, on CPU; every other call
-goes through ``tiled_kernels``' own loops (which also stay the oracle for this path in the
-tests).
+Nk ≥ Nq, Dv = Dk, optional ALiBi, and no mask, softcap or dropout, on CPU, and refuses every
+other call with the reason (:func:`flash_tiles_check`); ``tiled`` serves those with its own
+loops, which also stay this backend's oracle in the tests. ``auto`` prefers this backend to
+``tiled`` wherever it serves (see ``dispatch.preference``): the same blockwise algorithm, with
+each tile in PyTorch's vectorised kernel instead of a few PyTorch ops.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from qkv.attention.call import AttentionCall
-from qkv.attention.tiled_plan import compute_dtype
+from qkv.attention.call import AttentionCall, compute_dtype
+from qkv.attention.registry import Backend
 
 # Rows per query block (see block_rows). Measured on a 2-core AMD EPYC (torch 2.13, 8 heads,
 # d=64, fwd+bwd, 2026-11-24): ALiBi at N=4k, 256 rows 0.40 s, 1024 rows 0.44 s; at N=16k,
@@ -53,22 +55,25 @@ MAX_BLOCK_Q = 1024
 MIN_WINDOW_BLOCK_Q = 64
 
 
-def fused_reason(call: AttentionCall) -> str | None:
-    """Why the fused-kernel path cannot serve ``call``, or None if it can."""
+def flash_tiles_check(call: AttentionCall) -> str | None:
+    """Why ``flash-tiles`` cannot serve ``call``, or None if it can."""
     if call.q.device.type != "cpu":
-        return "the fused path uses PyTorch's CPU FlashAttention kernel"
+        return "PyTorch's CPU FlashAttention kernel runs on CPU tensors only"
     if _left(call) is _NOT_CAUSAL:
-        return "the fused path tiles causal calls only (causal=True or window right side 0)"
+        return (
+            "it tiles causal calls only (causal=True or a window whose right side is 0); "
+            "'tiled' serves the rest"
+        )
     if call.mask is not None:
-        return "a mask needs the generic loops"
+        return "a mask cannot be cut into the kernel's tiles; 'tiled' serves masks"
     if call.softcap is not None or call.dropout_p > 0:
-        return "softcap and dropout are not in PyTorch's kernel"
+        return "softcap and dropout are not in PyTorch's kernel; 'tiled' serves them"
     if call.need_weights:
-        return "attention weights come from the generic loops"
+        return "attention weights come from 'reference' or 'tiled'"
     if call.v.shape[-1] != call.q.shape[-1]:
-        return "PyTorch's kernel needs v's head dim equal to q's and k's"
+        return "PyTorch's kernel needs v's head dim equal to q's and k's; 'tiled' serves Dv ≠ Dk"
     if call.k_len < call.q_len:
-        return "Nq > Nk leaves rows with no key; the generic loops handle them"
+        return "Nq > Nk leaves rows with no key; 'tiled' handles them"
     if not hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
         return "this PyTorch build has no CPU FlashAttention kernel"
     return None
@@ -132,7 +137,9 @@ def _tile(call: AttentionCall, i0: int, i1: int, dtype: torch.dtype) -> _Tile:
     )  # fmt: skip
 
 
-class _FusedTiled(torch.autograd.Function):
+class _FlashTiles(torch.autograd.Function):
+    """(q, k, v) -> out; saves the merged output and LSE for the tile-by-tile backward."""
+
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, call: AttentionCall) -> Tensor:
         dtype = compute_dtype(q.dtype)
@@ -231,6 +238,22 @@ def _backward(
     return dq, dk, dv
 
 
-def fused_attention(call: AttentionCall) -> Tensor:
-    """out (B, Hq, Nq, Dv) in q's dtype; requires ``fused_reason(call) is None``."""
-    return _FusedTiled.apply(call.q, call.k, call.v, call)
+def flash_tiles_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
+    """Backend entry point: (out (B, Hq, Nq, Dv) in q's dtype, None); differentiable.
+
+    Needs ``flash_tiles_check(call) is None``.
+
+    Example::
+
+        >>> out, _ = flash_tiles_attention(validate(q, k, v, causal=True, window=(512, 0)))
+    """
+    return _FlashTiles.apply(call.q, call.k, call.v, call), None
+
+
+BACKEND = Backend(
+    name="flash-tiles",
+    forward=flash_tiles_attention,
+    check=flash_tiles_check,
+    description="PyTorch's CPU FlashAttention kernel tile by tile (causal, optional ALiBi and "
+    "sliding window; blocks above the diagonal skipped); O(N·d) memory, CPU",
+)

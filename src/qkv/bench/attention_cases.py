@@ -1,29 +1,31 @@
-"""Attention benchmark cases and their measurement, shared by ``benchmarks/attention.py`` and
-``qkv bench``.
+"""Attention benchmark cases: one implementation (a qkv backend or a peer) on one problem.
 
-A :class:`Case` names one implementation on one problem. :func:`measure` runs it in this
-process; :func:`measure_in_subprocess` runs it in a fresh Python process so that the peak
-resident memory of the first call (``getrusage`` max RSS, minus the RSS once the inputs
-exist) is attributable to that case alone; the process is forked from a forkserver that
-has already imported torch, so a case costs no interpreter start-up.
+A :class:`Case` names the implementation and the problem; :func:`build` turns it into a
+``run()`` that does the forward (and backward) pass, after taking the baseline resident
+memory once q, k, v exist. ``measure.py`` times it; ``tables.py`` lays cases out in rows.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-# The implementations a case can name. qkv's own: auto, tiled, sdpa, reference. Peers:
+from qkv.attention import attention, explain_backend
+from qkv.attention.alibi import alibi_slopes
+from qkv.attention.backends import get_backend
+from qkv.attention.validate import validate
+from qkv.bench.hardware import attention_flops
+
+# The implementations a case can name. qkv's own: auto and the CPU backends. Peers:
 # torch-sdpa (F.scaled_dot_product_attention, fused CPU kernel), naive (softmax(q·kᵀ)·v in
 # plain ops), sdpa+mask (SDPA given the variant as an explicit float mask), flex
 # (torch.compile'd FlexAttention).
-QKV_IMPLS = ("auto", "tiled", "sdpa", "reference")
+QKV_IMPLS = ("auto", "flash-tiles", "tiled", "sdpa", "reference")
 PEER_IMPLS = ("torch-sdpa", "naive", "sdpa+mask", "flex")
 VARIANTS = ("plain", "window", "alibi", "softcap")
 WINDOW = 512  # sliding window: each query sees itself and the 512 keys before it
@@ -56,12 +58,11 @@ class Case:
 
     @property
     def flops(self) -> float:
-        """FlashAttention's count: 4·B·H·N²·d forward; the backward is 2.5× that, so ×3.5
-        with backward; halved if causal."""
-        flops = 4.0 * self.batch * self.heads * self.n * self.n * self.dim
-        if self.backward:
-            flops *= 3.5
-        return flops / 2 if self.causal else flops
+        """FlashAttention's count (``hardware.attention_flops``)."""
+        return attention_flops(
+            self.batch, self.heads, self.n, self.n, self.dim,
+            causal=self.causal, backward=self.backward,
+        )  # fmt: skip
 
     def options(self) -> dict:
         """Keyword options of qkv.attention for this case."""
@@ -69,8 +70,6 @@ class Case:
         if self.variant == "window":
             options["window"] = (WINDOW, 0)
         elif self.variant == "alibi":
-            from qkv.attention.alibi import alibi_slopes
-
             options["alibi_slopes"] = alibi_slopes(self.heads)
         elif self.variant == "softcap":
             options["softcap"] = SOFTCAP
@@ -90,7 +89,15 @@ class Case:
         return 0
 
     def refusal(self) -> str | None:
-        """Why this implementation cannot run this case here, or None."""
+        """Why this implementation cannot run this case here, or None.
+
+        A qkv backend named directly answers with its own refusal (decided from shapes and
+        options: the probe tensors are never computed with).
+        """
+        if self.impl in QKV_IMPLS and self.impl != "auto":
+            probe = torch.empty(self.batch, self.heads, self.n, self.dim, dtype=self.torch_dtype)
+            why = get_backend(self.impl).refusal(validate(probe, probe, probe, **self.options()))
+            return None if why is None else f"{self.impl} refuses: {why}"
         if self.impl in ("torch-sdpa", "naive") and self.variant != "plain":
             return "peer only for plain attention"
         if self.impl == "sdpa+mask" and self.variant == "plain":
@@ -126,7 +133,6 @@ class Result:
 def _explicit_mask(case: Case) -> Tensor:
     """The variant as SDPA's additive float mask: (1, 1, N, N) or (1, H, N, N) for ALiBi."""
     from qkv.attention.reference import alibi_bias, position_allowed
-    from qkv.attention.validate import validate
 
     probe = torch.empty(case.batch, case.heads, case.n, 1)
     call = validate(probe, probe, probe, **case.options())
@@ -154,8 +160,6 @@ def _flex(case: Case) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
 
     score_mod = None
     if case.variant == "alibi":
-        from qkv.attention.alibi import alibi_slopes
-
         slopes = alibi_slopes(heads)
 
         def score_mod(score, b, h, q_idx, kv_idx):
@@ -179,8 +183,6 @@ def build(case: Case) -> tuple[Callable[[], Tensor], int, str, str]:
     """
     import torch.nn.functional as F
 
-    import qkv
-
     gen = torch.Generator().manual_seed(0)
     shape = (case.batch, case.heads, case.n, case.dim)
     inputs = tuple(
@@ -188,13 +190,13 @@ def build(case: Case) -> tuple[Callable[[], Tensor], int, str, str]:
         for _ in range(3)
     )
     q, k, v = inputs
-    baseline = _max_rss_bytes()
+    baseline = max_rss_bytes()
     options = case.options()
     chosen, reason = case.impl, ""
     if case.impl in QKV_IMPLS:
-        choice = qkv.explain_backend(q, k, v, backend=case.impl, **options)
+        choice = explain_backend(q, k, v, backend=case.impl, **options)
         chosen, reason = choice.backend, choice.reason
-        forward = lambda: qkv.attention(q, k, v, backend=case.impl, **options)  # noqa: E731
+        forward = lambda: attention(q, k, v, backend=case.impl, **options)  # noqa: E731
     elif case.impl == "torch-sdpa":
         forward = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=case.causal)  # noqa: E731
     elif case.impl == "naive":
@@ -224,108 +226,8 @@ def build(case: Case) -> tuple[Callable[[], Tensor], int, str, str]:
     return run, baseline, chosen, reason
 
 
-def measure(case: Case, repeats: int = 3, warmup: int = 1) -> Result:
-    """Time ``case`` in this process: median of ``repeats`` runs after ``warmup`` runs."""
-    run, _, chosen, reason = build(case)
-    result = Result(case=case, chosen=chosen, reason=reason)
-    grad = torch.enable_grad() if case.backward else torch.no_grad()
-    with grad:
-        for _ in range(warmup):
-            run()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            result.times.append(time.perf_counter() - start)
-    return result
-
-
-def _max_rss_bytes() -> int:
+def max_rss_bytes() -> int:
+    """This process's peak resident memory so far (``getrusage`` max RSS), in bytes."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
-def worker(case: Case, repeats: int) -> dict:
-    """Subprocess body: peak RSS growth of the first run, then ``repeats`` timed runs."""
-    run, before, chosen, reason = build(case)
-    grad = torch.enable_grad() if case.backward else torch.no_grad()
-    times = []
-    with grad:
-        start = time.perf_counter()
-        run()
-        first = time.perf_counter() - start
-        peak = _max_rss_bytes() - before
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-    # With no repeats (the largest cases) the first run is the timing.
-    return {"times": times or [first], "peak": peak, "chosen": chosen, "reason": reason}
-
-
-_CONTEXT = None
-
-
-def _context():
-    """A forkserver that has imported torch once: each case forks from it (fast, fresh RSS)."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        import multiprocessing
-
-        _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["torch", "qkv", "qkv.attention.benchmark"])
-    return _CONTEXT
-
-
-def _child(case: Case, repeats: int, connection) -> None:
-    try:
-        connection.send(worker(case, repeats))
-    except Exception as error:  # reported in the table, not raised
-        connection.send({"error": f"{type(error).__name__}: {str(error)[:100]}"})
-    finally:
-        connection.close()
-
-
-def measure_in_subprocess(case: Case, repeats: int, timeout: float = 900.0) -> Result:
-    """Run :func:`worker` for ``case`` in a fresh process; failures become ``error``."""
-    context = _context()
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(case, repeats, send))
-    process.start()
-    send.close()
-    result = Result(case=case)
-    payload = None
-    if receive.poll(timeout):
-        try:
-            payload = receive.recv()
-        except EOFError:
-            payload = None
-    process.join(5)
-    if process.is_alive():
-        process.kill()
-        process.join()
-        result.error = f"timed out after {timeout:.0f} s"
-        return result
-    if payload is None:
-        killed = process.exitcode in (-9, 137)
-        result.error = "killed (out of memory?)" if killed else f"exit code {process.exitcode}"
-        return result
-    if "error" in payload:
-        result.error = payload["error"]
-        return result
-    result.times, result.peak_bytes = payload["times"], payload["peak"]
-    result.chosen, result.reason = payload["chosen"], payload["reason"]
-    return result
-
-
-def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """This machine's dense matmul throughput (the ceiling of attention's GFLOP/s)."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / min(times) / 1e9  # the best run: a ceiling, not a typical time

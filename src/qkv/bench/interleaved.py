@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from qkv.attention.benchmark import build
-from qkv.attention.benchmark_table import Row
+from qkv.bench.attention_cases import build
+from qkv.bench.tables import Row
 
 
 def _rounds(n: int) -> int:
