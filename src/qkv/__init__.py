@@ -29,7 +29,9 @@ _LAZY = {
     "generate": "qkv.generation",
     "generate_stream": "qkv.generation",
 }
-_SUBMODULES = {"nn", "models", "io", "generation", "data", "training", "viz", "cli"}
+_SUBMODULES = {
+    "nn", "models", "io", "generation", "data", "training", "viz", "experiments", "bench", "cli"
+}
 
 __all__ = [
     "attention",

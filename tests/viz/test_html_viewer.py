@@ -43,7 +43,7 @@ def synthetic_capture(
     generator = torch.Generator().manual_seed(seed)
     shape = (layers, heads, len(tokens), dim)  # layers play the role of the batch axis
     q, k, v = (torch.randn(shape, generator=generator) * 2 for _ in range(3))
-    out, weights = qkv.attention(q, k, v, causal=causal, need_weights=True, backend="reference")
+    out, weights = qkv.attention_with_weights(q, k, v, causal=causal, backend="reference")
     return Capture(
         tokens=tokens,
         special=special,
