@@ -17,18 +17,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
 from qkv.attention import attention
+from qkv.nn.record import AttentionRecord, RecordableAttention
 from qkv.nn.rotary import apply_rotary
 
 if TYPE_CHECKING:
     from qkv.nn.kv_cache import LayerKVCache
-    from qkv.nn.record import AttentionRecord
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(nn.Module, RecordableAttention):
     """Multi-head self-attention with grouped-query heads, optional rotary positions, causal
     and padding masks, a KV-cache hook and attention weights on request.
 
@@ -133,34 +132,6 @@ class MultiHeadAttention(nn.Module):
         if need_weights:
             return y, weights
         return y
-
-    def _record(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        weights: Tensor | None,
-        out: Tensor,
-        causal: bool,
-        mask: Tensor | None,
-    ) -> None:
-        from qkv.nn.record import AttentionRecord
-
-        assert self.recorder is not None and weights is not None
-        with torch.no_grad():
-            self.recorder.append(
-                AttentionRecord(
-                    layer=self.layer_index,
-                    q=q.detach(),
-                    k=k.detach().clone(),  # cache views would change as decoding goes on
-                    v=v.detach().clone(),
-                    weights=weights.detach(),
-                    out=out.detach(),
-                    scale=float(self.scale),
-                    causal=causal,
-                    mask=None if mask is None else mask.detach(),
-                )
-            )
 
     def extra_repr(self) -> str:
         return (
