@@ -2,8 +2,9 @@
 rotary, masks, KV-cache hook, weights on request), norms, MLPs, a static KV cache and
 attention recording for visualisation."""
 
+from typing import Any
+
 from qkv.nn.attention import MultiHeadAttention
-from qkv.nn.decode_layout import decode_layout, release_decode_layout
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
 from qkv.nn.norms import RMSNorm, make_norm
@@ -21,9 +22,19 @@ __all__ = [
     "SwiGLU",
     "apply_rotary",
     "attention_modules",
-    "decode_layout",
-    "release_decode_layout",
     "make_norm",
     "record_attention",
     "rotate_half",
 ]
+
+# Moved to qkv.generation (a generation optimisation, not a building block); these names stay
+# reachable here, imported on first use, because the README and published results cite them.
+_MOVED = {"decode_layout", "release_decode_layout"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import qkv.generation
+
+        return getattr(qkv.generation, name)
+    raise AttributeError(f"module 'qkv.nn' has no attribute {name!r}")

@@ -5,11 +5,12 @@ import importlib
 import pytest
 import torch
 
+from qkv.generation import decode_layout
+from qkv.generation.decode_layout import _PackedLinear, _packing_works, worth_it
 from qkv.models import GPT, preset
-from qkv.nn import decode_layout
-from qkv.nn.decode_layout import _PackedLinear, _packing_works, worth_it
 
-layout_module = importlib.import_module("qkv.nn.decode_layout")
+# The module (the package attribute of the same name is the function).
+layout_module = importlib.import_module("qkv.generation.decode_layout")
 
 
 def test_outputs_equal_and_modules_restored():
@@ -87,7 +88,7 @@ def test_in_out_fallback_without_onednn(monkeypatch):
 
 
 def test_kept_copies_are_reused_until_a_weight_changes_and_released():
-    from qkv.nn import release_decode_layout
+    from qkv.generation import release_decode_layout
 
     model = GPT(preset("gpt-nano", vocab_size=70)).eval()
     ids = torch.randint(0, 70, (1, 6))
@@ -104,3 +105,13 @@ def test_kept_copies_are_reused_until_a_weight_changes_and_released():
     assert layout_module._KEPT.get(model.lm_head) is not None
     release_decode_layout(model)
     assert layout_module._KEPT.get(model.lm_head) is None
+
+
+def test_old_qkv_nn_names_are_aliases_of_the_generation_ones():
+    import qkv.generation
+    import qkv.nn
+
+    assert qkv.nn.decode_layout is qkv.generation.decode_layout
+    assert qkv.nn.release_decode_layout is qkv.generation.release_decode_layout
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        qkv.nn.nope  # noqa: B018
