@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from qkv.models import Bert, BertForMaskedLM, preset
+from qkv.models import Bert, BertForMaskedLM, masked_lm_loss, preset
 
 
 @pytest.fixture
@@ -41,10 +40,13 @@ def test_masked_lm_loss_and_tied_decoder(config):
     ids = torch.randint(1, 70, (2, 6))
     labels = torch.full_like(ids, -100)
     labels[:, 2] = ids[:, 2]
-    logits, loss = model(ids, labels=labels)
+    logits = model(ids)
     assert logits.shape == (2, 6, 70)
-    expected = F.cross_entropy(logits.reshape(-1, 70), labels.reshape(-1), ignore_index=-100)
+    loss = masked_lm_loss(logits, labels)
+    expected = -logits[:, 2].log_softmax(-1).gather(-1, ids[:, 2:3]).mean()  # masked: column 2
     torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        masked_lm_loss(logits, labels[:, :3])
     head = model.cls.predictions
     assert head.decoder.weight is model.bert.embeddings.word_embeddings.weight
     names = set(model.state_dict())
@@ -59,13 +61,28 @@ def test_masked_lm_loss_and_tied_decoder(config):
         assert name in names, name
 
 
-def test_return_attentions_and_errors(config):
+def test_forward_with_attentions_and_errors(config):
     model = Bert(config).eval()
     ids = torch.randint(1, 70, (2, 5))
-    hidden, attentions = model(ids, return_attentions=True)
+    hidden, attentions = model.forward_with_attentions(ids)
     torch.testing.assert_close(hidden, model(ids), atol=1e-5, rtol=1e-5)
     assert len(attentions) == 2 and attentions[0].shape == (2, 2, 5, 5)
+    with pytest.raises(ValueError, match=r"return_attentions=.*hidden, attentions = model"):
+        model(ids, return_attentions=True)
     with pytest.raises(ValueError, match="exceeds the model's n_positions=512"):
         model(torch.ones(1, 513, dtype=torch.long))
     with pytest.raises(ValueError, match="attention_mask must have the shape"):
         model(ids, attention_mask=torch.ones(2, 4))
+
+
+def test_masked_lm_forward_returns_logits_and_refuses_the_moved_arguments(config):
+    model = BertForMaskedLM(config).eval()
+    ids = torch.randint(1, 70, (2, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    logits, attentions = model.forward_with_attentions(ids, mask)
+    torch.testing.assert_close(logits, model(ids, mask), atol=1e-5, rtol=1e-5)
+    assert len(attentions) == 2 and attentions[0][1, :, :, 3:].abs().max() == 0
+    with pytest.raises(ValueError, match=r"no longer takes labels=.*masked_lm_loss\("):
+        model(ids, labels=ids)
+    with pytest.raises(ValueError, match=r"return_attentions=.*logits, attentions = model"):
+        model(ids, return_attentions=True)
