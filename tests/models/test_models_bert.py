@@ -1,9 +1,10 @@
-"""BERT: padding, pooling and the masked-LM head."""
+"""BERT: padding, pooling, the packed path and the masked-LM head."""
 
 import pytest
 import torch
 
 from qkv.models import Bert, BertForMaskedLM, masked_lm_loss, preset
+from qkv.nn.packing import PackedSequences
 
 
 @pytest.fixture
@@ -86,3 +87,36 @@ def test_masked_lm_forward_returns_logits_and_refuses_the_moved_arguments(config
         model(ids, labels=ids)
     with pytest.raises(ValueError, match=r"return_attentions=.*logits, attentions = model"):
         model(ids, return_attentions=True)
+
+
+@pytest.mark.parametrize("lengths", [[1, 7, 7, 3, 12], [4, 4, 4], [5, 0, 2]])
+def test_forward_packed_equals_the_padded_forward(config, lengths):
+    """The oracle: Bert.forward on the right-padded batch with its attention mask."""
+    model = Bert(config).eval()
+    packing = PackedSequences.from_lengths(lengths)
+    ids = torch.randint(1, 70, (sum(lengths),))
+    types = torch.randint(0, 2, (sum(lengths),))
+    width = max(lengths)
+    padded = torch.zeros(len(lengths), width, dtype=torch.long)
+    padded_types = torch.zeros_like(padded)
+    mask = torch.zeros_like(padded)
+    for row, (start, n) in enumerate(zip(packing.starts.tolist(), lengths)):
+        padded[row, :n] = ids[start : start + n]
+        padded_types[row, :n] = types[start : start + n]
+        mask[row, :n] = 1
+    with torch.no_grad():
+        expected = model(padded, mask, padded_types)[mask.bool()]  # (N, C), packed order
+        packed = model.forward_packed(ids, packing, token_type_ids=types)
+    assert packed.shape == (sum(lengths), config.n_embd)
+    torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_forward_packed_errors(config):
+    model = Bert(config).eval()
+    packing = PackedSequences.from_lengths([2, 3])
+    with pytest.raises(ValueError, match="holds 4 tokens but packing describes 5"):
+        model.forward_packed(torch.ones(4, dtype=torch.long), packing)
+    with pytest.raises(ValueError, match="1-D integer tensor of packed tokens"):
+        model.forward_packed(torch.ones(1, 5, dtype=torch.long), packing)
+    with pytest.raises(ValueError, match="exceeds the model's n_positions=512"):
+        model.forward_packed(torch.ones(513, dtype=torch.long), PackedSequences.from_lengths([513]))

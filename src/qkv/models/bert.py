@@ -18,6 +18,11 @@ Parameter names (close to transformers' BertModel; the attention is qkv's fused 
 ``cls.predictions.decoder`` (weight tied to the word embeddings, with its own bias, which is
 transformers' ``cls.predictions.bias``). BERT's pooler (dense + tanh) is not included:
 sentence embeddings use :meth:`Bert.pool`.
+
+Two ways through the same layers: :meth:`Bert.forward` on a padded (B, T) batch, and
+:meth:`Bert.forward_packed` on sequences packed back to back (N,) without padding (what the
+sentence encoder uses). Both call ``BertLayer.add_and_feed_forward`` after attention, so the
+layer is written once.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from qkv.models.config import BertConfig
 from qkv.models.moved_arguments import ATTENTIONS, MLM_LOSS, reject_moved_arguments
 from qkv.nn.attention import MultiHeadAttention
 from qkv.nn.mlp import GeluMLP
+from qkv.nn.packing import PackedSequences
 
 
 class BertEmbeddings(nn.Module):
@@ -83,9 +89,13 @@ class BertLayer(nn.Module):
             attended, weights = attended
         return self.add_and_feed_forward(x, attended), weights
 
+    def forward_packed(self, x: Tensor, packing: PackedSequences) -> Tensor:
+        """The same layer on packed sequences: x (N, C) -> (N, C) (see qkv.nn.packing)."""
+        return self.add_and_feed_forward(x, self.attn.forward_packed(x, packing))
+
     def add_and_feed_forward(self, x: Tensor, attended: Tensor) -> Tensor:
-        """Everything after attention, position-wise: ln_1(x + attended), then
-        ln_2(x + mlp(x)). x, attended (..., C)."""
+        """Everything after attention, position-wise, so the padded and packed paths share
+        it: ln_1(x + attended), then ln_2(x + mlp(x)). x, attended (..., C)."""
         x = self.ln_1(x + self.dropout(attended))
         return self.ln_2(x + self.mlp(x))
 
@@ -169,6 +179,52 @@ class Bert(nn.Module):
             if weights is not None:
                 attentions.append(weights)
         return x, attentions
+
+    def forward_packed(
+        self, input_ids: Tensor, packing: PackedSequences, *, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        """Hidden states (N, C) of sequences of different lengths packed back to back.
+
+        ``input_ids`` (N,) are the sequences' tokens one after another, laid out as
+        ``packing`` says (:class:`qkv.nn.packing.PackedSequences`); ``token_type_ids`` (N,)
+        default 0. Equals :meth:`forward` on the right-padded batch with its attention mask,
+        at the real positions, but every position-wise layer (embeddings, projections,
+        LayerNorms, MLP) runs on the N real tokens only: padding is never computed.
+
+        Example::
+
+            >>> packing = PackedSequences.from_lengths([4, 2])
+            >>> hidden = model.forward_packed(torch.tensor([101, 7, 8, 102, 101, 102]), packing)
+            >>> hidden.shape   # (6, C)
+        """
+        if input_ids.dim() != 1 or input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(
+                f"input_ids must be a 1-D integer tensor of packed tokens (N,), got "
+                f"{input_ids.dtype} of shape {tuple(input_ids.shape)}"
+            )
+        if len(input_ids) != packing.total:
+            raise ValueError(
+                f"input_ids holds {len(input_ids)} tokens but packing describes {packing.total} "
+                f"(lengths {packing.lengths.tolist()}); build the packing from these sequences"
+            )
+        if packing.width > self.config.n_positions:
+            raise ValueError(
+                f"a sequence of {packing.width} tokens exceeds the model's n_positions="
+                f"{self.config.n_positions}; truncate the input"
+            )
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        elif token_type_ids.shape != input_ids.shape:
+            raise ValueError(
+                f"token_type_ids must have the shape of input_ids {tuple(input_ids.shape)}, "
+                f"got {tuple(token_type_ids.shape)}"
+            )
+        x = self.embeddings(input_ids, token_type_ids, packing.positions)  # (N, C)
+        if packing.width == 0:  # only empty sequences
+            return x
+        for layer in self.layers:
+            x = layer.forward_packed(x, packing)
+        return x
 
     def _check_inputs(
         self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
