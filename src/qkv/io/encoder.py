@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv.io.tokenizer import Tokenizer, load_tokenizer
+from qkv.data.tokenizer import Tokenizer, load_tokenizer
 from qkv.nn.packing import PackedSequences
 
 Pooling = Literal["mean", "cls"]
