@@ -130,5 +130,5 @@ def encode_text(tokenizer: Tokenizer | Any, text: str) -> np.ndarray:
 
 
 def decode_ids(tokenizer: Tokenizer | Any, ids: Iterable[int]) -> str:
-    """Text of ``ids`` (special tokens kept, as ``tokenizer.decode``)."""
-    return tokenizer.decode(list(ids))
+    """Text of ``ids``, special tokens dropped."""
+    return tokenizer.decode(list(ids), skip_special_tokens=True)

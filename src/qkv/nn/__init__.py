@@ -1,6 +1,6 @@
 """Transformer building blocks on top of ``qkv.attention``: multi-head attention (GQA,
-rotary, masks, KV-cache hook, weights on request), norms, MLPs, a static KV cache and
-attention recording for visualisation."""
+rotary, masks, KV-cache hook, weights on request, packed variable-length sequences), norms,
+MLPs, a static KV cache and attention recording for visualisation."""
 
 from typing import Any
 
@@ -8,6 +8,7 @@ from qkv.nn.attention import MultiHeadAttention
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
 from qkv.nn.norms import RMSNorm, make_norm
+from qkv.nn.packing import PackedSequences
 from qkv.nn.record import AttentionRecord, attention_modules, record_attention
 from qkv.nn.rotary import RotaryEmbedding, apply_rotary, rotate_half
 
@@ -17,6 +18,7 @@ __all__ = [
     "KVCache",
     "LayerKVCache",
     "MultiHeadAttention",
+    "PackedSequences",
     "RMSNorm",
     "RotaryEmbedding",
     "SwiGLU",
