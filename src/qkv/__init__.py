@@ -30,7 +30,16 @@ _LAZY = {
     "generate_stream": "qkv.generation",
 }
 _SUBMODULES = {
-    "nn", "models", "io", "generation", "data", "training", "viz", "experiments", "bench", "cli"
+    "nn",
+    "models",
+    "io",
+    "generation",
+    "data",
+    "training",
+    "viz",
+    "experiments",
+    "bench",
+    "cli",
 }
 
 __all__ = [

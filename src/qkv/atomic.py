@@ -16,10 +16,11 @@ This module imports nothing from qkv, so any layer may use it. Example::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PathLike = str | os.PathLike[str]
@@ -84,6 +85,16 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
     _fsync(target.parent)
 
 
+atomic_path = atomic_file  # the name qkv.io.files used
+
+
+def write_atomic(path: PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` atomically; return the path."""
+    with atomic_file(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
 def write_bytes_atomic(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_file`); return the path."""
     with atomic_file(path) as tmp:
@@ -96,6 +107,26 @@ def write_text_atomic(path: PathLike, text: str, *, encoding: str = "utf-8") -> 
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding=encoding)
     return Path(path)
+
+
+def write_json_atomic(path: PathLike, data: object) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically; return the path."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: PathLike) -> dict:
+    """Read a JSON object from ``path`` (the reading half of :func:`write_json_atomic`); a
+    missing or invalid file raises naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); the file is corrupt") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def replace_dir_atomic(filled: PathLike, target: PathLike) -> Path:

@@ -1,15 +1,13 @@
-"""The attention package's shape: it imports nothing of qkv outside itself, its modules import
-each other without cycles, ``import qkv`` stays light, and files stay small."""
+"""The attention package's shape beyond the layers contract (tests/test_layers.py): it imports
+nothing of qkv outside itself, not even the top-level ``qkv``, and the registry nothing above
+the call object."""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "qkv" / "attention"
-MAX_LINES = 400
 
 
 def _module_name(path: Path) -> str:
@@ -47,53 +45,5 @@ def test_attention_imports_nothing_of_qkv_outside_itself() -> None:
     assert {name: mods for name, mods in outside.items() if mods} == {}
 
 
-def test_no_import_cycles_between_attention_modules() -> None:
-    # A package's __init__ re-exports its children; edges *into* an __init__ from its own
-    # children would be a cycle, edges from __init__ downwards are not.
-    edges = {
-        name: {m for m in imports if m in MODULES and m != name and m != "qkv.attention"}
-        for name, imports in GRAPH.items()
-    }
-    into_init = {n: sorted(m for m in GRAPH[n] if m == "qkv.attention") for n in GRAPH}
-    assert {n: m for n, m in into_init.items() if m and n != "qkv.attention"} == {}
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(name: str, path: list[str]) -> None:
-        state[name] = 1
-        for target in sorted(edges[name]):
-            if state.get(target) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*path, name, target]))
-            if target not in state:
-                visit(target, [*path, name])
-        state[name] = 2
-
-    for name in sorted(edges):
-        if name not in state:
-            visit(name, [])
-
-
 def test_registry_imports_nothing_above_call() -> None:
     assert GRAPH["qkv.attention.registry"] == {"qkv.attention.call"}
-
-
-def test_import_qkv_is_light() -> None:
-    code = (
-        "import sys, qkv\n"
-        "heavy = ['triton', 'torch.nn.attention.flex_attention', 'qkv.bench', "
-        "'qkv.attention.triton_kernels.autograd', 'qkv.models', 'qkv.training']\n"
-        "print([m for m in heavy if m in sys.modules])\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
-
-
-def test_modules_stay_small_or_say_why() -> None:
-    long = {}
-    for name, path in MODULES.items():
-        text = path.read_text()
-        lines = text.count("\n")
-        docstring = ast.get_docstring(ast.parse(text)) or ""
-        if lines > MAX_LINES and "lines" not in docstring:
-            long[name] = lines
-    assert long == {}

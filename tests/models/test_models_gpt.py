@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from qkv.models import GPT, preset
+from qkv.models import GPT, language_model_loss, preset
 
 PRESET_NAMES = ["gpt-nano", "llama-nano"]
 
@@ -14,14 +13,15 @@ def model(request):
     return GPT(preset(request.param, vocab_size=61)).eval()
 
 
-def test_targets_loss_equals_cross_entropy_ignoring_minus_100(model):
+def test_loss_equals_cross_entropy_ignoring_minus_100(model):
     ids = torch.randint(0, 61, (2, 10))
     targets = torch.randint(0, 61, (2, 10))
     targets[0, :3] = -100
-    logits, loss = model(ids, targets=targets)
-    expected = F.cross_entropy(logits.reshape(-1, 61), targets.reshape(-1), ignore_index=-100)
+    logits = model(ids)
+    loss = language_model_loss(logits, targets)
+    kept = targets != -100
+    expected = -logits.log_softmax(-1)[kept].gather(-1, targets[kept][:, None]).mean()
     torch.testing.assert_close(loss, expected)
-    torch.testing.assert_close(logits, model(ids))
     loss.backward()  # trainable end to end
     assert model.transformer["wte"].weight.grad is not None
 
@@ -48,9 +48,9 @@ def test_left_padded_batch_equals_each_prompt_alone(model):
     torch.testing.assert_close(batched[1], model(long)[0], atol=1e-5, rtol=1e-4)
 
 
-def test_return_attentions_leaves_logits_unchanged(model):
+def test_forward_with_attentions_leaves_logits_unchanged(model):
     ids = torch.randint(0, 61, (2, 6))
-    logits, attentions = model(ids, return_attentions=True)
+    logits, attentions = model.forward_with_attentions(ids)
     torch.testing.assert_close(logits, model(ids), atol=1e-5, rtol=1e-5)
     assert len(attentions) == model.config.n_layer
     assert attentions[0].shape == (2, model.config.n_head, 6, 6)
@@ -92,9 +92,30 @@ def test_context_and_input_errors(model):
     with pytest.raises(ValueError, match="attention_mask must have shape"):
         model(torch.zeros(1, 4, dtype=torch.long), attention_mask=torch.ones(1, 3))
     with pytest.raises(ValueError, match="targets must have shape"):
-        model(torch.zeros(1, 4, dtype=torch.long), targets=torch.zeros(1, 3, dtype=torch.long))
+        language_model_loss(model(torch.zeros(1, 4, dtype=torch.long)), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="exceeds the model's context"):
         model.make_cache(batch_size=1, max_len=n + 1)
+
+
+def test_forward_returns_one_tensor_and_refuses_the_moved_arguments(model):
+    ids = torch.randint(0, 61, (1, 5))
+    assert isinstance(model(ids), torch.Tensor)
+    with pytest.raises(ValueError, match=r"no longer takes targets=.*language_model_loss\("):
+        model(ids, targets=ids)
+    with pytest.raises(ValueError, match=r"return_attentions=.*forward_with_attentions"):
+        model(ids, return_attentions=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tragets'"):
+        model(ids, tragets=ids)
+
+
+def test_forward_with_attentions_follows_the_cache(model):
+    ids = torch.randint(0, 61, (1, 7))
+    _, full = model.forward_with_attentions(ids)
+    cache = model.make_cache(batch_size=1, max_len=8)
+    model(ids[:, :6], cache=cache)
+    logits, last = model.forward_with_attentions(ids[:, 6:], cache=cache)
+    assert logits.shape == (1, 1, 61) and last[0].shape == (1, model.config.n_head, 1, 7)
+    torch.testing.assert_close(last[0][0, :, 0], full[0][0, :, 6], atol=1e-5, rtol=1e-4)
 
 
 def test_bf16_forward_runs_and_tracks_fp32():

@@ -32,10 +32,10 @@ def test_gpt_records_every_layer_in_order_and_outputs_unchanged():
     assert len(records) == 2
 
 
-def test_recorded_weights_equal_return_attentions():
+def test_recorded_weights_equal_forward_with_attentions():
     model = GPT(preset("gpt-nano", vocab_size=40)).eval()
     ids = torch.randint(0, 40, (1, 9))
-    logits, attentions = model(ids, return_attentions=True)
+    logits, attentions = model.forward_with_attentions(ids)
     torch.testing.assert_close(logits, model(ids), atol=1e-5, rtol=1e-5)
     with record_attention(model) as records:
         model(ids)

@@ -38,7 +38,7 @@ def test_causal_capture_matches_model_and_recomputation(name):
     assert torch.allclose(cap.weights.double(), recompute(cap), atol=1e-6)
     # Oracle independent of the recorder: the weights the model returns on request.
     ids = torch.tensor([tok.encode(TEXT)])
-    _, attentions = model(ids, return_attentions=True)
+    _, attentions = model.forward_with_attentions(ids)
     assert torch.allclose(cap.weights, torch.stack([a[0] for a in attentions]), atol=1e-6)
     assert torch.allclose(capture_weights(model, ids), cap.weights)
     # Per-head outputs are weights @ values.
@@ -64,8 +64,8 @@ def test_bidirectional_bert_capture():
     assert not cap.causal
     assert (torch.triu(cap.weights, diagonal=1) > 0).any()
     assert torch.allclose(cap.weights.double(), recompute(cap), atol=1e-6)
-    hidden, attentions = model(
-        torch.tensor([tok.encode("The cat sat on the mat.")]), return_attentions=True
+    hidden, attentions = model.forward_with_attentions(
+        torch.tensor([tok.encode("The cat sat on the mat.")])
     )
     assert torch.allclose(cap.weights, torch.stack([a[0] for a in attentions]), atol=1e-6)
 

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             "models (GPT checkpoints)"
         )
     corpus = read_corpus(args.data)
-    tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer.backend)
+    tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
     cut = split_point(len(tokens), args.val_fraction)
     tokens = {"all": tokens, "train": tokens[:cut], "val": tokens[cut:]}[args.split]
     if len(tokens) < 2:
@@ -105,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )  # fmt: skip
     loss = total / len(targets)
-    sizes = token_bytes(tokenizer.backend)
+    sizes = token_bytes(tokenizer)
     import json
 
-    char_level = json.loads(tokenizer.backend.to_str())["model"]["type"] == "WordLevel"
+    char_level = json.loads(tokenizer.to_str())["model"]["type"] == "WordLevel"
     if char_level:
         units, unit = len(targets), "character"
     else:

@@ -18,7 +18,7 @@ from qkv.atomic import write_bytes_atomic
 from qkv.data.tokenizers import encode_text
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from qkv.data.tokenizer import Tokenizer
 
 
 def cache_dir() -> Path:

@@ -1,95 +1,69 @@
-"""Tokenizers trained on a corpus and saved as Hugging Face ``tokenizers`` tokenizer.json.
+"""Tokenizers for a training corpus: ``build_tokenizer(kind, text)`` trains a char or BPE
+:class:`~qkv.data.tokenizer.Tokenizer`, and ``encode_text`` tokenizes a whole corpus fast.
 
-Two kinds, both plain :class:`tokenizers.Tokenizer` objects so a checkpoint's tokenizer.json
-opens with ``qkv.load_tokenizer(dir)`` or ``tokenizers.Tokenizer.from_file``:
-
-* ``char``: one token per Unicode character seen in the corpus (a WordLevel model behind a
-  pre-tokenizer that isolates every character, and a ``Fuse`` decoder that joins them back
-  without spaces), so ``decode(encode(text)) == text`` for any text made of corpus characters.
-* ``bpe``: byte-level BPE (GPT-2 style) trained on the corpus; any text round-trips.
-
-Special tokens (``[UNK]``, and ``[PAD]``/``[MASK]`` for masked-LM training) sit at the end of
-the vocabulary so the ids of ordinary characters do not depend on them.
+Both kinds are qkv ``Tokenizer`` objects (see :mod:`qkv.data.tokenizer_backends` for how
+they tokenize); saved with ``tokenizer.save(dir)`` they open with ``qkv.load_tokenizer(dir)``
+(and their tokenizer.json with ``tokenizers.Tokenizer.from_file``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+from qkv.data.tokenizer import Tokenizer
+from qkv.data.tokenizer_backends import (
+    MASK,
+    PAD,
+    TOKENIZER_KINDS,
+    UNK,
+    TokenizerKind,
+    special_tokens,
+)
 
-TokenizerKind = Literal["char", "bpe"]
-TOKENIZER_KINDS: tuple[str, ...] = ("char", "bpe")
-UNK = "[UNK]"
-PAD = "[PAD]"
-MASK = "[MASK]"
+__all__ = [
+    "MASK",
+    "PAD",
+    "TOKENIZER_KINDS",
+    "UNK",
+    "TokenizerKind",
+    "build_tokenizer",
+    "decode_ids",
+    "encode_text",
+    "special_tokens",
+    "tokenizer_kind",
+    "train_bpe_tokenizer",
+    "train_char_tokenizer",
+]
+
 # GPT-2's pre-tokenizer never puts a non-space character and a following newline in one piece,
 # and its pattern only looks ahead, so a text cut just before a newline that follows a
 # non-space character encodes to exactly the tokens of the whole text (tested).
 _SAFE_CUT = re.compile(r"(?<=\S)(?=\n)")
 
 
-def special_tokens(masked_lm: bool) -> list[str]:
-    """The special tokens appended to a vocabulary: [UNK], plus [PAD] and [MASK] for BERT."""
-    return [UNK, PAD, MASK] if masked_lm else [UNK]
-
-
 def train_char_tokenizer(text: str, *, masked_lm: bool = False) -> Tokenizer:
-    """A character-level tokenizer whose vocabulary is the sorted set of characters of ``text``.
+    """A character-level tokenizer whose vocabulary is the sorted set of characters of ``text``
+    (:meth:`Tokenizer.train_char`).
 
     Example::
 
         >>> tok = train_char_tokenizer("hello world")
-        >>> tok.decode(tok.encode("hello").ids)
+        >>> tok.decode(tok.encode("hello"))
         'hello'
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    if not text:
-        raise ValueError("cannot build a character tokenizer from an empty text; pass a corpus")
-    vocab = {char: index for index, char in enumerate(sorted(set(text)))}
-    for token in special_tokens(masked_lm):
-        vocab[token] = len(vocab)
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tokenizer.decoder = decoders.Fuse()
-    tokenizer.add_special_tokens(special_tokens(masked_lm))
-    return tokenizer
+    return Tokenizer.train_char(text, masked_lm=masked_lm)
 
 
 def train_bpe_tokenizer(
     lines: Iterable[str], *, vocab_size: int, masked_lm: bool = False
 ) -> Tokenizer:
-    """A byte-level BPE tokenizer with ``vocab_size`` tokens trained on ``lines``.
-
-    ``vocab_size`` must leave room for the 256 byte tokens and the special tokens.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    minimum = 256 + len(special_tokens(masked_lm)) + 1
-    if vocab_size < minimum:
-        raise ValueError(
-            f"BPE vocab_size={vocab_size} is too small: byte-level BPE needs at least {minimum} "
-            f"(256 bytes + special tokens + 1 merge); pass --vocab-size {minimum} or more"
-        )
-    if vocab_size > 2**32 - 1:
-        raise ValueError(f"BPE vocab_size={vocab_size} does not fit in uint32 token ids")
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=special_tokens(masked_lm),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(lines, trainer=trainer)
-    return tokenizer
+    """A byte-level BPE tokenizer with ``vocab_size`` tokens trained on ``lines``
+    (:meth:`Tokenizer.train_bpe`)."""
+    return Tokenizer.train_bpe(lines, vocab_size=vocab_size, masked_lm=masked_lm)
 
 
 def build_tokenizer(
@@ -97,15 +71,13 @@ def build_tokenizer(
 ) -> Tokenizer:
     """Train a tokenizer of ``kind`` (``"char"`` or ``"bpe"``) on ``text``."""
     if kind == "char":
-        return train_char_tokenizer(text, masked_lm=masked_lm)
+        return Tokenizer.train_char(text, masked_lm=masked_lm)
     if kind == "bpe":
-        return train_bpe_tokenizer(
-            text.splitlines(keepends=True), vocab_size=vocab_size, masked_lm=masked_lm
-        )
+        return Tokenizer.train_bpe(text, vocab_size=vocab_size, masked_lm=masked_lm)
     raise ValueError(f"unknown tokenizer {kind!r}; expected one of {', '.join(TOKENIZER_KINDS)}")
 
 
-def tokenizer_kind(tokenizer: Tokenizer) -> str:
+def tokenizer_kind(tokenizer: Tokenizer | Any) -> str:
     """``"char"`` for a WordLevel tokenizer built here, ``"bpe"`` for byte-level BPE."""
     import json
 
@@ -128,12 +100,15 @@ def _chunks(text: str, size: int = 1 << 16) -> Iterator[str]:
         yield "".join(buffer)
 
 
-def encode_text(tokenizer: Tokenizer, text: str) -> np.ndarray:
-    """Token ids of ``text`` as an int64 array (N,), equal to ``tokenizer.encode(text).ids``.
+def encode_text(tokenizer: Tokenizer | Any, text: str) -> np.ndarray:
+    """Token ids of ``text`` as an int64 array (N,), equal to ``tokenizer.encode(text)``
+    without special tokens added by a post-processor (the tokenizers built here add none).
 
+    ``tokenizer`` is a qkv :class:`Tokenizer` (a raw ``tokenizers.Tokenizer`` is wrapped).
     Character tokenizers use a vectorised lookup; BPE encodes token-safe chunks in batches,
     which is what makes a multi-megabyte corpus quick and light on memory.
     """
+    tokenizer = Tokenizer.wrap(tokenizer)
     if tokenizer_kind(tokenizer) == "char":
         vocab = tokenizer.get_vocab()
         unk = vocab[UNK]
@@ -147,13 +122,13 @@ def encode_text(tokenizer: Tokenizer, text: str) -> np.ndarray:
     for chunk in _chunks(text):
         batch.append(chunk)
         if len(batch) == 16:
-            ids.extend(i for encoding in tokenizer.encode_batch(batch) for i in encoding.ids)
+            ids.extend(i for row in tokenizer.encode_batch(batch) for i in row)
             batch = []
     if batch:
-        ids.extend(i for encoding in tokenizer.encode_batch(batch) for i in encoding.ids)
+        ids.extend(i for row in tokenizer.encode_batch(batch) for i in row)
     return np.asarray(ids, dtype=np.int64)
 
 
-def decode_ids(tokenizer: Tokenizer, ids: Iterable[int]) -> str:
-    """Text of ``ids`` (special tokens dropped)."""
-    return tokenizer.decode(list(ids))
+def decode_ids(tokenizer: Tokenizer | Any, ids: Iterable[int]) -> str:
+    """Text of ``ids``, special tokens dropped."""
+    return tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -1,6 +1,15 @@
-"""Text generation with a static KV cache: ``qkv.generate`` and ``qkv.generate_stream``."""
+"""Text generation with a static KV cache: ``qkv.generate`` and ``qkv.generate_stream``, and
+the CPU decode weight layout they use (``decode_layout`` / ``release_decode_layout``)."""
 
+from qkv.generation.decode_layout import decode_layout, release_decode_layout
 from qkv.generation.generate import generate, generate_stream
 from qkv.generation.sampling import filter_logits, sample_next
 
-__all__ = ["filter_logits", "generate", "generate_stream", "sample_next"]
+__all__ = [
+    "decode_layout",
+    "filter_logits",
+    "generate",
+    "generate_stream",
+    "release_decode_layout",
+    "sample_next",
+]

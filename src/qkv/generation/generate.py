@@ -11,9 +11,9 @@ Two CPU measures make batch-1 decoding about 2x faster than plain PyTorch (measu
 2026-11-24, GPT-2 small, 2 threads; see ``benchmarks/results/models-cpu.md``):
 
 - float32 and bfloat16 models decode with oneDNN-packed copies of their linear weights
-  (``qkv.nn.decode_layout``: the weight matrix-vector products stream ~2x faster; the copies
-  are kept for the next call until a weight changes, ``qkv.nn.release_decode_layout(model)``
-  frees them);
+  (``qkv.generation.decode_layout``: the weight matrix-vector products stream ~2x faster;
+  the copies are kept for the next call until a weight changes,
+  ``qkv.generation.release_decode_layout(model)`` frees them);
 - a bfloat16 or float16 model keeps its KV cache in float32 on CPU, because PyTorch's CPU
   attention at one query is several times slower in bf16 than in fp32 (78 vs 12 us per call
   at 160 keys). The keys and values are the model's own low-precision numbers, stored
@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from qkv.generation.decode_layout import decode_layout, worth_it
 from qkv.generation.sampling import check_sampling, sample_next
-from qkv.nn.decode_layout import decode_layout, worth_it
 
 
 def cache_dtype(model: nn.Module) -> torch.dtype:

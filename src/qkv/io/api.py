@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from qkv.data.tokenizer import Tokenizer
 from qkv.io.checkpoint import is_qkv_config, load_qkv, save_qkv
 from qkv.io.files import read_json
 from qkv.io.hf import load_hf, save_hf, supported
 from qkv.io.state import finish
-from qkv.io.tokenizer import Tokenizer
 
 
 def load(
@@ -63,7 +63,7 @@ def save(
     path: str | os.PathLike[str],
     format: Literal["qkv", "hf"] = "qkv",
     *,
-    tokenizer: Tokenizer | None = None,
+    tokenizer: Tokenizer | Any | None = None,
 ) -> Path:
     """Write ``model`` into directory ``path`` (created if needed); returns the directory.
 
@@ -71,10 +71,10 @@ def save(
     :mod:`qkv.io.checkpoint`); :func:`load` restores the exact model. ``format="hf"``: a
     Hugging Face directory (``config.json`` with ``model_type``/``architectures``,
     ``model.safetensors`` with HF names) that ``transformers``' ``from_pretrained`` opens as
-    GPT2LMHeadModel, LlamaForCausalLM, BertModel or BertForMaskedLM. ``tokenizer`` is saved
-    beside the weights when given. Each file is written atomically (temp file, fsync,
-    rename), weights before config.json, so an interrupted save never leaves a directory
-    that loads wrong weights.
+    GPT2LMHeadModel, LlamaForCausalLM, BertModel or BertForMaskedLM. ``tokenizer`` (a qkv
+    ``Tokenizer``, or a raw ``tokenizers.Tokenizer``) is saved beside the weights when given.
+    Each file is written atomically (temp file, fsync, rename), weights before config.json,
+    so an interrupted save never leaves a directory that loads wrong weights.
 
     Example::
 
@@ -94,5 +94,5 @@ def save(
     else:
         save_hf(model, directory)
     if tokenizer is not None:
-        tokenizer.save(directory)
+        Tokenizer.wrap(tokenizer).save(directory)
     return directory

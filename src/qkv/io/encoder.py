@@ -4,10 +4,12 @@ a packed forward pass that never computes padding.
 
 Why it is faster than padding a batch: for a small encoder such as MiniLM (C=384) nearly all
 the work is in the linear layers, whose cost is proportional to the tokens fed to them.
-``encode`` sorts sentences by length, cuts batches, and runs the linear layers, LayerNorms and
+``encode`` sorts sentences by length, cuts batches, and runs each batch through
+:meth:`qkv.models.Bert.forward_packed`, which computes the linear layers, LayerNorms and
 GELUs on the *packed* tokens (total, C) of a batch; only the attention call scatters them into
 a (B, H, Lmax, D) layout with a key-padding mask (a few percent of the FLOPs at these
-lengths). Batches of sentences of one length skip the mask altogether.
+lengths). Batches of sentences of one length skip the mask altogether. This module is the
+encoding API around it: tokenize, batch, pool, normalise.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qkv.attention import attention
-from qkv.io.tokenizer import Tokenizer, load_tokenizer
+from qkv.data.tokenizer import Tokenizer, load_tokenizer
+from qkv.nn.packing import PackedSequences
 
 Pooling = Literal["mean", "cls"]
 
@@ -142,50 +144,21 @@ class SentenceEncoder:
 def packed_bert_forward(
     model: nn.Module, batch: list[list[int]], *, pooling: Pooling, device: torch.device
 ) -> Tensor:
-    """Pooled (B, C) outputs of qkv ``Bert`` for token-id lists of different lengths, computing
-    every position-wise layer on the packed (total, C) tokens only. Inference only."""
-    lengths = torch.tensor([len(row) for row in batch])
-    count, width = len(batch), int(lengths.max())
+    """Pooled (B, C) outputs of qkv ``Bert`` for token-id lists of different lengths, from
+    :meth:`Bert.forward_packed` (every position-wise layer on the packed (N, C) tokens only).
+    """
     hidden_size = model.config.n_embd
-    if width == 0:  # only empty texts (a tokenizer without special tokens): zero vectors
-        return torch.zeros(count, hidden_size, device=device)
+    packing = PackedSequences.from_lengths([len(row) for row in batch], device=device)
+    if packing.width == 0:  # only empty texts (a tokenizer without special tokens): zero vectors
+        return torch.zeros(packing.batch_size, hidden_size, device=device)
     ids = torch.tensor([t for row in batch for t in row], dtype=torch.long, device=device)
-    positions = torch.cat([torch.arange(n) for n in lengths.tolist()]).to(device)  # (N,)
-    emb = model.embeddings
-    x = emb.word_embeddings(ids) + emb.position_embeddings(positions)  # (N, C)
-    x = x + emb.token_type_embeddings.weight[0]
-    x = emb.LayerNorm(x)
-    uniform = bool((lengths == width).all())
-    # Slot of each packed token in the padded (B·Lmax) layout attention uses.
-    rows = torch.repeat_interleave(torch.arange(count), lengths)
-    slots = (rows * width + positions.cpu()).to(device)  # (N,)
-    key_mask = None
-    if not uniform:
-        key_mask = (torch.arange(width)[None, :] < lengths[:, None]).to(device)  # (B, Lmax)
-        key_mask = key_mask[:, None, None, :]  # (B, 1, 1, Lmax)
-    for layer in model.layers:
-        attn = layer.attn
-        heads, head_dim = attn.n_heads, attn.head_dim
-        qkv = attn.c_attn(x)  # (N, 3C)
-        if uniform:
-            padded = qkv
-        else:
-            padded = qkv.new_zeros(count * width, qkv.shape[-1])
-            padded[slots] = qkv
-        q, k, v = padded.view(count, width, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-        # q, k, v: (B, H, Lmax, D)
-        out = attention(q, k, v, mask=key_mask, scale=attn.scale)  # (B, H, Lmax, D)
-        out = out.transpose(1, 2).reshape(count * width, heads * head_dim)  # (B·Lmax, C)
-        if not uniform:
-            out = out[slots]  # (N, C)
-        x = layer.ln_1(x + attn.c_proj(out))
-        x = layer.ln_2(x + layer.mlp(x))
+    x = model.forward_packed(ids, packing)  # (N, C)
+    lengths = packing.lengths
     if pooling == "cls":
         if bool((lengths == 0).any()):
             raise ValueError("cls pooling needs at least one token per text; got an empty one")
-        starts = torch.cumsum(lengths, 0) - lengths
-        return x[starts.to(device)]  # (B, C)
-    sums = x.new_zeros(count, hidden_size).index_add_(0, rows.to(device), x)  # (B, C)
+        return x[packing.starts]  # (B, C)
+    sums = x.new_zeros(packing.batch_size, hidden_size).index_add_(0, packing.rows, x)  # (B, C)
     return sums / lengths.clamp(min=1).to(device=device, dtype=x.dtype)[:, None]
 
 

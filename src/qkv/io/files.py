@@ -9,70 +9,33 @@ then the data section whose size must equal the largest ``end``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import struct
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+# Atomic writes and JSON reads live in the layer-neutral qkv.atomic (tokenizers in qkv.data
+# use them too); re-exported so ``qkv.io.files`` keeps offering them.
+from qkv.atomic import atomic_path, read_json, write_atomic, write_json_atomic
+
+__all__ = [
+    "atomic_path",
+    "check_safetensors",
+    "read_json",
+    "read_weights",
+    "save_safetensors",
+    "write_atomic",
+    "write_json_atomic",
+]
 
 # Bytes per element for each safetensors dtype name.
 _DTYPE_BYTES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
     "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
 }  # fmt: skip
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
-
-    A crash or an exception leaves ``path`` as it was (the old file, or nothing), never half a
-    file. The directory is fsynced too, so the rename itself survives a power cut.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
-    with atomic_path(path) as tmp:
-        write(tmp)
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: object) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def save_safetensors(
@@ -83,19 +46,6 @@ def save_safetensors(
 
     flat = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     write_atomic(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
-
-
-def read_json(path: Path) -> dict:
-    """Read a JSON object from ``path``; a missing or invalid file raises naming it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); the file is corrupt") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
 
 
 def check_safetensors(path: Path) -> dict[str, dict]:

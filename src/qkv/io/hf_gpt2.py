@@ -13,11 +13,39 @@ from typing import Any
 
 from torch import nn
 
-from qkv.io.adapter import Adapter, StateDict, hf_value, unsupported
+from qkv.io.adapter import (
+    Adapter,
+    NameMap,
+    StateDict,
+    add_prefix,
+    config_mismatch,
+    fields_from_hf,
+    fields_to_hf,
+    names_from_hf,
+    names_to_hf,
+    tie_head,
+    unsupported,
+)
 
 ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
-_CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
+# Same names both sides; Conv1D weights are stored transposed.
+NAMES = NameMap(
+    hf_layer="transformer.h.{}.",
+    qkv_layer="transformer.h.{}.",
+    transposed=("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"),
+)
+FIELDS = {
+    "vocab_size": (("vocab_size",), 50257),
+    "n_positions": (("n_positions", "max_position_embeddings"), 1024),
+    "n_embd": (("n_embd", "hidden_size"), 768),
+    "n_layer": (("n_layer", "num_hidden_layers"), 12),
+    "n_head": (("n_head", "num_attention_heads"), 12),
+    "intermediate_size": (("n_inner",), None),  # None: 4·n_embd
+    "norm_eps": (("layer_norm_epsilon",), 1e-5),
+    "initializer_range": (("initializer_range",), 0.02),
+    "tie_embeddings": (("tie_word_embeddings",), True),
+}
 
 
 def config_from_hf(hf: dict[str, Any]) -> tuple[Any, str]:
@@ -33,20 +61,12 @@ def config_from_hf(hf: dict[str, Any]) -> tuple[Any, str]:
     ):
         if hf.get(field) is bad:
             raise unsupported("gpt2", field, bad, f"{field}={not bad}")
-    n_embd = hf_value(hf, "n_embd", "hidden_size", default=768)
+    fields = fields_from_hf(hf, FIELDS)
     config = GPTConfig(
-        vocab_size=hf_value(hf, "vocab_size", default=50257),
-        n_positions=hf_value(hf, "n_positions", "max_position_embeddings", default=1024),
-        n_layer=hf_value(hf, "n_layer", "num_hidden_layers", default=12),
-        n_head=hf_value(hf, "n_head", "num_attention_heads", default=12),
-        n_embd=n_embd,
-        intermediate_size=hf_value(hf, "n_inner", default=4 * n_embd),
-        norm_eps=hf_value(hf, "layer_norm_epsilon", default=1e-5),
+        **fields | {"tie_embeddings": bool(fields["tie_embeddings"])},
         activation=_ACTIVATIONS[activation],
         bias=True,
-        tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
-        dropout=float(hf_value(hf, "resid_pdrop", default=0.0)),
-        initializer_range=hf_value(hf, "initializer_range", default=0.02),
+        dropout=float(hf.get("resid_pdrop") or 0.0),
     )
     architecture = (hf.get("architectures") or ["GPT2LMHeadModel"])[0]
     if architecture == "GPT2Model" and not config.tie_embeddings:
@@ -55,20 +75,9 @@ def config_from_hf(hf: dict[str, Any]) -> tuple[Any, str]:
     return config, architecture
 
 
-def build_model(config: Any, head: str) -> nn.Module:
-    from qkv.models import GPT
-
-    return GPT(config)
-
-
 def canonical_names(state: StateDict, head: str) -> StateDict:
     """GPT2Model checkpoints lack the ``transformer.`` prefix of GPT2LMHeadModel's names."""
-    out = {}
-    for name, tensor in state.items():
-        if name != "lm_head.weight" and not name.startswith("transformer."):
-            name = f"transformer.{name}"
-        out[name] = tensor
-    return out
+    return add_prefix(state, "transformer.", except_=("lm_head.",))
 
 
 def ignored(name: str) -> bool:
@@ -81,46 +90,32 @@ def optional(name: str, config: Any) -> bool:
 
 
 def state_from_hf(state: StateDict, config: Any) -> StateDict:
-    out: StateDict = {}
-    for name, tensor in state.items():
-        if name.endswith(_CONV1D):
-            tensor = tensor.t().contiguous()  # Conv1D (in, out) -> Linear (out, in)
-        out[name] = tensor
-    if config.tie_embeddings or "lm_head.weight" not in out:
-        out["lm_head.weight"] = out["transformer.wte.weight"]
-    return out
+    out = names_from_hf(state, NAMES)
+    return tie_head(
+        out, head="lm_head.weight", embeddings="transformer.wte.weight", tied=config.tie_embeddings
+    )
 
 
 def state_to_hf(state: StateDict, model: nn.Module) -> StateDict:
-    out: StateDict = {}
-    for name, tensor in state.items():
-        if name == "lm_head.weight" and model.config.tie_embeddings:  # type: ignore[union-attr]
-            continue
-        if name.endswith(_CONV1D):
-            tensor = tensor.t().contiguous()  # Linear (out, in) -> Conv1D (in, out)
-        out[name] = tensor
-    return out
+    if model.config.tie_embeddings:  # type: ignore[union-attr]
+        state = {n: t for n, t in state.items() if n != "lm_head.weight"}
+    return names_to_hf(state, NAMES)
 
 
 def mismatch(model: nn.Module) -> str | None:
     """Why ``model`` cannot be written as GPT-2, or None when it can."""
-    from qkv.models import GPT
-
-    if not isinstance(model, GPT):
-        return f"{type(model).__name__} is not a qkv GPT"
-    c = model.config
-    wanted = {
-        "position": "learned",
-        "norm": "layernorm",
-        "mlp": "gelu",
-        "bias": True,
-        "n_kv_head": c.n_head,
-        "head_dim": c.n_embd // c.n_head,
-    }
-    wrong = [
-        f"{k}={getattr(c, k)!r} (GPT-2 has {v!r})" for k, v in wanted.items() if getattr(c, k) != v
-    ]
-    return "; ".join(wrong) or None
+    return config_mismatch(
+        model,
+        "GPT-2",
+        lambda c: {
+            "position": "learned",
+            "norm": "layernorm",
+            "mlp": "gelu",
+            "bias": True,
+            "n_kv_head": c.n_head,
+            "head_dim": c.n_embd // c.n_head,
+        },
+    )
 
 
 def config_to_hf(model: nn.Module) -> dict[str, Any]:
@@ -129,20 +124,12 @@ def config_to_hf(model: nn.Module) -> dict[str, Any]:
     return {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
-        "vocab_size": c.vocab_size,
-        "n_positions": c.n_positions,
-        "n_embd": c.n_embd,
-        "n_layer": c.n_layer,
-        "n_head": c.n_head,
-        "n_inner": c.intermediate_size,
+        **fields_to_hf(c, FIELDS),
         "activation_function": "gelu_new" if c.activation == "gelu_tanh" else "gelu",
-        "layer_norm_epsilon": c.norm_eps,
         "resid_pdrop": c.dropout,
         "embd_pdrop": c.dropout,
         "attn_pdrop": c.dropout,
-        "initializer_range": c.initializer_range,
         "scale_attn_weights": True,
-        "tie_word_embeddings": c.tie_embeddings,
         "bos_token_id": eos,
         "eos_token_id": eos,
     }
@@ -152,7 +139,6 @@ ADAPTER = Adapter(
     model_type="gpt2",
     architectures=ARCHITECTURES,
     config_from_hf=config_from_hf,
-    build_model=build_model,
     config_to_hf=config_to_hf,
     state_from_hf=state_from_hf,
     state_to_hf=state_to_hf,

@@ -18,19 +18,26 @@ Parameter names (close to transformers' BertModel; the attention is qkv's fused 
 ``cls.predictions.decoder`` (weight tied to the word embeddings, with its own bias, which is
 transformers' ``cls.predictions.bias``). BERT's pooler (dense + tanh) is not included:
 sentence embeddings use :meth:`Bert.pool`.
+
+Two ways through the same layers: :meth:`Bert.forward` on a padded (B, T) batch, and
+:meth:`Bert.forward_packed` on sequences packed back to back (N,) without padding (what the
+sentence encoder uses). Both call ``BertLayer.add_and_feed_forward`` after attention, so the
+layer is written once.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qkv.models.config import BertConfig
+from qkv.models.moved_arguments import ATTENTIONS, MLM_LOSS, reject_moved_arguments
 from qkv.nn.attention import MultiHeadAttention
 from qkv.nn.mlp import GeluMLP
+from qkv.nn.packing import PackedSequences
 
 
 class BertEmbeddings(nn.Module):
@@ -75,13 +82,22 @@ class BertLayer(nn.Module):
     def forward(
         self, x: Tensor, *, mask: Tensor | None, need_weights: bool
     ) -> tuple[Tensor, Tensor | None]:
+        """x (B, T, C) -> (x, weights (B, H, T, T) or None)."""
         attended = self.attn(x, mask=mask, need_weights=need_weights)
         weights = None
         if need_weights:
             attended, weights = attended
+        return self.add_and_feed_forward(x, attended), weights
+
+    def forward_packed(self, x: Tensor, packing: PackedSequences) -> Tensor:
+        """The same layer on packed sequences: x (N, C) -> (N, C) (see qkv.nn.packing)."""
+        return self.add_and_feed_forward(x, self.attn.forward_packed(x, packing))
+
+    def add_and_feed_forward(self, x: Tensor, attended: Tensor) -> Tensor:
+        """Everything after attention, position-wise, so the padded and packed paths share
+        it: ln_1(x + attended), then ln_2(x + mlp(x)). x, attended (..., C)."""
         x = self.ln_1(x + self.dropout(attended))
-        x = self.ln_2(x + self.mlp(x))
-        return x, weights
+        return self.ln_2(x + self.mlp(x))
 
 
 class Bert(nn.Module):
@@ -92,6 +108,7 @@ class Bert(nn.Module):
         >>> model = Bert(qkv.models.preset("bert-tiny", vocab_size=100))
         >>> hidden = model(ids, attention_mask=mask)       # (B, T, 128)
         >>> sentence = model.pool(hidden, mask, how="mean")  # (B, 128)
+        >>> hidden, attentions = model.forward_with_attentions(ids, attention_mask=mask)
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -103,6 +120,8 @@ class Bert(nn.Module):
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.n_layer))
         self.apply(lambda module: init_bert_weights(module, config.initializer_range))
 
+    _MOVED = {"return_attentions": ATTENTIONS.format(output="hidden")}
+
     def forward(
         self,
         input_ids: Tensor,
@@ -110,27 +129,102 @@ class Bert(nn.Module):
         token_type_ids: Tensor | None = None,
         *,
         position_ids: Tensor | None = None,
-        return_attentions: bool = False,
-    ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """Hidden states (B, T, C); with ``return_attentions`` also per-layer weights
-        (B, H, T, T). ``attention_mask`` (B, T): 1 = real, 0 = padding (padded keys are
-        removed from every row). ``token_type_ids`` (B, T) default 0."""
+        **moved: Any,
+    ) -> Tensor:
+        """Hidden states (B, T, C). ``attention_mask`` (B, T): 1 = real, 0 = padding (padded
+        keys are removed from every row). ``token_type_ids`` (B, T) default 0. Attention
+        weights: :meth:`forward_with_attentions`."""
+        reject_moved_arguments("Bert", moved, self._MOVED)
+        hidden, _ = self._forward(
+            input_ids, attention_mask, token_type_ids, position_ids, need_weights=False
+        )
+        return hidden
+
+    def forward_with_attentions(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        *,
+        position_ids: Tensor | None = None,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """:meth:`forward`'s hidden states (B, T, C) and each layer's attention weights
+        (B, H, T, T), computed by the reference backend."""
+        return self._forward(
+            input_ids, attention_mask, token_type_ids, position_ids, need_weights=True
+        )
+
+    def _forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        token_type_ids: Tensor | None,
+        position_ids: Tensor | None,
+        *,
+        need_weights: bool,
+    ) -> tuple[Tensor, list[Tensor]]:
         batch, length = self._check_inputs(input_ids, attention_mask, token_type_ids)
         device = input_ids.device
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if position_ids is None:
             position_ids = torch.arange(length, device=device).unsqueeze(0).expand(batch, length)
-        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, C)
         mask = None
         if attention_mask is not None:
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T) key mask
         attentions: list[Tensor] = []
         for layer in self.layers:
-            x, weights = layer(x, mask=mask, need_weights=return_attentions)
+            x, weights = layer(x, mask=mask, need_weights=need_weights)
             if weights is not None:
                 attentions.append(weights)
-        return (x, attentions) if return_attentions else x
+        return x, attentions
+
+    def forward_packed(
+        self, input_ids: Tensor, packing: PackedSequences, *, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        """Hidden states (N, C) of sequences of different lengths packed back to back.
+
+        ``input_ids`` (N,) are the sequences' tokens one after another, laid out as
+        ``packing`` says (:class:`qkv.nn.packing.PackedSequences`); ``token_type_ids`` (N,)
+        default 0. Equals :meth:`forward` on the right-padded batch with its attention mask,
+        at the real positions, but every position-wise layer (embeddings, projections,
+        LayerNorms, MLP) runs on the N real tokens only: padding is never computed.
+
+        Example::
+
+            >>> packing = PackedSequences.from_lengths([4, 2])
+            >>> hidden = model.forward_packed(torch.tensor([101, 7, 8, 102, 101, 102]), packing)
+            >>> hidden.shape   # (6, C)
+        """
+        if input_ids.dim() != 1 or input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(
+                f"input_ids must be a 1-D integer tensor of packed tokens (N,), got "
+                f"{input_ids.dtype} of shape {tuple(input_ids.shape)}"
+            )
+        if len(input_ids) != packing.total:
+            raise ValueError(
+                f"input_ids holds {len(input_ids)} tokens but packing describes {packing.total} "
+                f"(lengths {packing.lengths.tolist()}); build the packing from these sequences"
+            )
+        if packing.width > self.config.n_positions:
+            raise ValueError(
+                f"a sequence of {packing.width} tokens exceeds the model's n_positions="
+                f"{self.config.n_positions}; truncate the input"
+            )
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        elif token_type_ids.shape != input_ids.shape:
+            raise ValueError(
+                f"token_type_ids must have the shape of input_ids {tuple(input_ids.shape)}, "
+                f"got {tuple(token_type_ids.shape)}"
+            )
+        x = self.embeddings(input_ids, token_type_ids, packing.positions)  # (N, C)
+        if packing.width == 0:  # only empty sequences
+            return x
+        for layer in self.layers:
+            x = layer.forward_packed(x, packing)
+        return x
 
     def _check_inputs(
         self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
@@ -202,13 +296,16 @@ class MaskedLMHeads(nn.Module):
 
 
 class BertForMaskedLM(nn.Module):
-    """BERT with the masked-LM head: logits (B, T, vocab), or (logits, loss) with labels.
+    """BERT with the masked-LM head: input_ids (B, T) -> logits (B, T, vocab).
 
     Example::
 
         >>> model = BertForMaskedLM(qkv.models.preset("bert-tiny", vocab_size=100))
-        >>> logits, loss = model(ids, attention_mask=mask, labels=labels)  # -100 ignored
+        >>> logits = model(ids, attention_mask=mask)                # (B, T, 100)
+        >>> loss = qkv.models.masked_lm_loss(logits, labels)       # -100 ignored
     """
+
+    _MOVED = {"labels": MLM_LOSS, "return_attentions": ATTENTIONS.format(output="logits")}
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -223,33 +320,23 @@ class BertForMaskedLM(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
-        *,
-        labels: Tensor | None = None,
-        return_attentions: bool = False,
-    ) -> Tensor | tuple[Tensor, ...]:
-        """Returns logits, or a tuple (logits, loss?, attentions?) in that order."""
-        encoded = self.bert(
-            input_ids, attention_mask, token_type_ids, return_attentions=return_attentions
+        **moved: Any,
+    ) -> Tensor:
+        """Logits (B, T, vocab); the loss is :func:`qkv.models.masked_lm_loss` of them."""
+        reject_moved_arguments("BertForMaskedLM", moved, self._MOVED)
+        return self.cls.predictions(self.bert(input_ids, attention_mask, token_type_ids))
+
+    def forward_with_attentions(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """:meth:`forward`'s logits and each layer's attention weights (B, H, T, T)."""
+        hidden, attentions = self.bert.forward_with_attentions(
+            input_ids, attention_mask, token_type_ids
         )
-        hidden, attentions = encoded if return_attentions else (encoded, None)
-        logits = self.cls.predictions(hidden)
-        outputs: list[Tensor | list[Tensor]] = [logits]
-        if labels is not None:
-            if labels.shape != input_ids.shape:
-                raise ValueError(
-                    f"labels must have the shape of input_ids {tuple(input_ids.shape)}, "
-                    f"got {tuple(labels.shape)}"
-                )
-            outputs.append(
-                F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]).float(),
-                    labels.reshape(-1),
-                    ignore_index=-100,
-                )
-            )
-        if attentions is not None:
-            outputs.append(attentions)
-        return logits if len(outputs) == 1 else tuple(outputs)  # type: ignore[return-value]
+        return self.cls.predictions(hidden), attentions
 
 
 def init_bert_weights(module: nn.Module, std: float) -> None:

@@ -4,67 +4,29 @@
 tanh-GELU MLP, biases, tied embeddings) and, by choices, a Llama-style decoder (rotary
 positions, RMSNorm, SwiGLU, grouped-query attention, no biases, untied lm_head).
 ``BertConfig`` describes BERT (post-LayerNorm encoder with token types and an MLM head).
-Both round-trip through ``to_dict()`` / ``from_dict()``, whose ``architecture`` field
-("gpt" / "bert") tells :func:`config_from_dict` which class to build.
+Both round-trip through ``to_dict()`` / ``from_dict()`` (from :class:`qkv.configs.Serialisable`,
+re-exported here), whose ``architecture`` field ("gpt" / "bert") tells
+:func:`config_from_dict` which class to build.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from qkv.configs import (
+    Serialisable,
+    check_choice,
+    check_fraction,
+    check_positive_float,
+    check_positive_int,
+)
 
-def _positive_int(config: object, name: str) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{type(config).__name__}.{name} must be a positive int, got {value!r}")
-
-
-def _choice(config: object, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(config, name)
-    if value not in allowed:
-        raise ValueError(
-            f"{type(config).__name__}.{name} must be one of {', '.join(map(repr, allowed))}, "
-            f"got {value!r}"
-        )
-
-
-def _fraction(config: object, name: str) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}")
-
-
-def _positive_float(config: object, name: str) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{type(config).__name__}.{name} must be a positive number, got {value!r}")
-
-
-class _Serialisable:
-    """to_dict / from_dict shared by the configs (JSON-serialisable plain values)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(names)}"
-            )
-        return cls(**data)
-
-    def replace(self, **changes: Any) -> Any:
-        """A copy with ``changes`` applied (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+__all__ = ["BertConfig", "GPTConfig", "Serialisable", "config_from_dict"]
 
 
 @dataclass(kw_only=True)
-class GPTConfig(_Serialisable):
+class GPTConfig(Serialisable):
     """A decoder-only transformer. Defaults are GPT-2 small (124M)."""
 
     architecture: Literal["gpt"] = "gpt"
@@ -89,12 +51,12 @@ class GPTConfig(_Serialisable):
     attention_backend: str = "auto"
 
     def __post_init__(self) -> None:
-        _choice(self, "architecture", ("gpt",))
+        check_choice(self, "architecture", ("gpt",))
         for name in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd"):
-            _positive_int(self, name)
+            check_positive_int(self, name)
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
-        _positive_int(self, "n_kv_head")
+        check_positive_int(self, "n_kv_head")
         if self.n_head % self.n_kv_head != 0:
             raise ValueError(
                 f"GPTConfig.n_head ({self.n_head}) must be a multiple of n_kv_head "
@@ -107,11 +69,11 @@ class GPTConfig(_Serialisable):
                     f"({self.n_head}), or set head_dim explicitly"
                 )
             self.head_dim = self.n_embd // self.n_head
-        _positive_int(self, "head_dim")
-        _choice(self, "position", ("learned", "rotary"))
-        _choice(self, "norm", ("layernorm", "rmsnorm"))
-        _choice(self, "mlp", ("gelu", "swiglu"))
-        _choice(self, "activation", ("gelu_tanh", "gelu"))
+        check_positive_int(self, "head_dim")
+        check_choice(self, "position", ("learned", "rotary"))
+        check_choice(self, "norm", ("layernorm", "rmsnorm"))
+        check_choice(self, "mlp", ("gelu", "swiglu"))
+        check_choice(self, "activation", ("gelu_tanh", "gelu"))
         if self.position == "rotary" and self.head_dim % 2 != 0:
             raise ValueError(
                 f"GPTConfig.head_dim must be even for rotary positions, got {self.head_dim}"
@@ -121,11 +83,11 @@ class GPTConfig(_Serialisable):
                 self.intermediate_size = 4 * self.n_embd
             else:  # Llama: 2/3 of 4·C, rounded up to a multiple of 64
                 self.intermediate_size = -(-(8 * self.n_embd // 3) // 64) * 64
-        _positive_int(self, "intermediate_size")
-        _positive_float(self, "rope_theta")
-        _positive_float(self, "norm_eps")
-        _positive_float(self, "initializer_range")
-        _fraction(self, "dropout")
+        check_positive_int(self, "intermediate_size")
+        check_positive_float(self, "rope_theta")
+        check_positive_float(self, "norm_eps")
+        check_positive_float(self, "initializer_range")
+        check_fraction(self, "dropout")
         if not isinstance(self.attention_backend, str) or not self.attention_backend:
             raise ValueError(
                 f"GPTConfig.attention_backend must be a backend name such as 'auto', "
@@ -139,7 +101,7 @@ class GPTConfig(_Serialisable):
 
 
 @dataclass(kw_only=True)
-class BertConfig(_Serialisable):
+class BertConfig(Serialisable):
     """A BERT encoder. Defaults are bert-base-uncased."""
 
     architecture: Literal["bert"] = "bert"
@@ -158,19 +120,19 @@ class BertConfig(_Serialisable):
     attention_backend: str = "auto"
 
     def __post_init__(self) -> None:
-        _choice(self, "architecture", ("bert",))
+        check_choice(self, "architecture", ("bert",))
         for name in ("vocab_size", "n_positions", "type_vocab_size", "n_layer", "n_head"):
-            _positive_int(self, name)
-        _positive_int(self, "n_embd")
-        _positive_int(self, "intermediate_size")
+            check_positive_int(self, name)
+        check_positive_int(self, "n_embd")
+        check_positive_int(self, "intermediate_size")
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"BertConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
-        _positive_float(self, "norm_eps")
-        _positive_float(self, "initializer_range")
-        _fraction(self, "dropout")
-        _fraction(self, "attention_dropout")
+        check_positive_float(self, "norm_eps")
+        check_positive_float(self, "initializer_range")
+        check_fraction(self, "dropout")
+        check_fraction(self, "attention_dropout")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"BertConfig.pad_token_id must be in [0, vocab_size={self.vocab_size}), "

@@ -22,12 +22,13 @@ model.norm -> ln_f, embed_tokens -> wte. RMSNorm and bias-free LayerNorm have no
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qkv.models.config import GPTConfig
+from qkv.models.moved_arguments import ATTENTIONS, LM_LOSS, reject_moved_arguments
 from qkv.nn.attention import MultiHeadAttention
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
@@ -93,7 +94,8 @@ class GPT(nn.Module):
 
         >>> model = GPT(qkv.models.preset("gpt-nano", vocab_size=100))
         >>> logits = model(torch.randint(0, 100, (2, 16)))  # (2, 16, 100)
-        >>> logits, loss = model(ids, targets=ids)           # cross-entropy, -100 ignored
+        >>> loss = qkv.models.language_model_loss(model(inputs), targets)  # -100 ignored
+        >>> logits, attentions = model.forward_with_attentions(ids)  # weights (B, H, T, T)
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -159,6 +161,8 @@ class GPT(nn.Module):
             device=device or weight.device,
         )
 
+    _MOVED = {"targets": LM_LOSS, "return_attentions": ATTENTIONS.format(output="logits")}
+
     def forward(
         self,
         input_ids: Tensor,
@@ -166,24 +170,61 @@ class GPT(nn.Module):
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
         cache: KVCache | None = None,
-        return_attentions: bool = False,
-        targets: Tensor | None = None,
         last_only: bool = False,
-    ) -> Tensor | tuple[Tensor, ...]:
+        **moved: Any,
+    ) -> Tensor:
         """input_ids (B, T) -> logits (B, T, vocab).
 
         ``attention_mask`` (B, Tk), 1 = real token, 0 = padding, over every key including the
         cached ones (Tk = cache.length + T). ``position_ids`` (B, T); by default counted from
         the mask (so a left-padded prompt gets the positions it would have alone) or from
         the cache length. ``cache``: a :meth:`make_cache` cache, written in place and advanced
-        by T. ``targets`` (B, T): also return the mean cross-entropy (index -100 ignored).
-        ``return_attentions``: also return per-layer weights (B, H, T, Tk) from the reference
-        backend. ``last_only``: compute logits for the last position only (B, 1, vocab).
-        Returns logits, or a tuple (logits, loss?, attentions?) in that order.
+        by T. ``last_only``: compute logits for the last position only (B, 1, vocab).
+        The loss is :func:`qkv.models.language_model_loss` of the logits; attention weights
+        come from :meth:`forward_with_attentions`.
         """
+        reject_moved_arguments("GPT", moved, self._MOVED)
+        logits, _ = self._forward(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            last_only=last_only,
+            need_weights=False,
+        )
+        return logits
+
+    def forward_with_attentions(
+        self,
+        input_ids: Tensor,
+        *,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """:meth:`forward`'s logits and each layer's attention weights (B, H, T, Tk),
+        computed by the reference backend (the only source of weights)."""
+        return self._forward(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            last_only=last_only,
+            need_weights=True,
+        )
+
+    def _forward(
+        self,
+        input_ids: Tensor,
+        *,
+        attention_mask: Tensor | None,
+        position_ids: Tensor | None,
+        cache: KVCache | None,
+        last_only: bool,
+        need_weights: bool,
+    ) -> tuple[Tensor, list[Tensor]]:
         batch, length = self._check_inputs(input_ids, attention_mask, position_ids, cache)
-        if last_only and targets is not None:
-            raise ValueError("targets need logits for every position; pass last_only=False")
         start = 0 if cache is None else cache.length
         if position_ids is None:
             position_ids = self._positions(attention_mask, batch, length, start, input_ids.device)
@@ -199,7 +240,7 @@ class GPT(nn.Module):
         for index, block in enumerate(self.transformer["h"]):
             layer_cache = cache.layer(index) if cache is not None else None
             x, weights = block(
-                x, mask=mask, rotary=rotary, cache=layer_cache, need_weights=return_attentions
+                x, mask=mask, rotary=rotary, cache=layer_cache, need_weights=need_weights
             )
             if weights is not None:
                 attentions.append(weights)
@@ -208,13 +249,7 @@ class GPT(nn.Module):
         x = self.transformer["ln_f"](x)
         if last_only:
             x = x[:, -1:]
-        logits = self.lm_head(x)  # (B, T, vocab)
-        outputs: list[Tensor | list[Tensor]] = [logits]
-        if targets is not None:
-            outputs.append(language_model_loss(logits, targets))
-        if return_attentions:
-            outputs.append(attentions)
-        return logits if len(outputs) == 1 else tuple(outputs)  # type: ignore[return-value]
+        return self.lm_head(x), attentions  # (B, T, vocab)
 
     def _check_inputs(
         self,
@@ -266,15 +301,3 @@ class GPT(nn.Module):
             if "wpe" in self.transformer:
                 total -= self.transformer["wpe"].weight.numel()
         return total
-
-
-def language_model_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy of logits (B, T, V) against targets (B, T), -100 ignored, in fp32."""
-    if targets.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"targets must have shape {tuple(logits.shape[:-1])} (batch, seq), "
-            f"got {tuple(targets.shape)}"
-        )
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100
-    )

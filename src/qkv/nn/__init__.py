@@ -1,12 +1,12 @@
 """Transformer building blocks on top of ``qkv.attention``: multi-head attention (GQA,
-rotary, masks, KV-cache hook, weights on request), norms, MLPs, a static KV cache and
-attention recording for visualisation."""
+rotary, masks, KV-cache hook, weights on request, packed variable-length sequences), norms,
+MLPs, a static KV cache and attention recording for visualisation."""
 
 from qkv.nn.attention import MultiHeadAttention
-from qkv.nn.decode_layout import decode_layout, release_decode_layout
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
 from qkv.nn.norms import RMSNorm, make_norm
+from qkv.nn.packing import PackedSequences
 from qkv.nn.record import AttentionRecord, attention_modules, record_attention
 from qkv.nn.rotary import RotaryEmbedding, apply_rotary, rotate_half
 
@@ -16,13 +16,12 @@ __all__ = [
     "KVCache",
     "LayerKVCache",
     "MultiHeadAttention",
+    "PackedSequences",
     "RMSNorm",
     "RotaryEmbedding",
     "SwiGLU",
     "apply_rotary",
     "attention_modules",
-    "decode_layout",
-    "release_decode_layout",
     "make_norm",
     "record_attention",
     "rotate_half",

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
 from qkv.attention import attention, attention_with_weights
+from qkv.nn.record import AttentionRecord, RecordableAttention
 from qkv.nn.rotary import apply_rotary
 
 if TYPE_CHECKING:
     from qkv.nn.kv_cache import LayerKVCache
-    from qkv.nn.record import AttentionRecord
+    from qkv.nn.packing import PackedSequences
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(nn.Module, RecordableAttention):
     """Multi-head self-attention with grouped-query heads, optional rotary positions, causal
     and padding masks, a KV-cache hook and attention weights on request.
 
@@ -147,33 +147,38 @@ class MultiHeadAttention(nn.Module):
             return y, weights
         return y
 
-    def _record(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        weights: Tensor | None,
-        out: Tensor,
-        causal: bool,
-        mask: Tensor | None,
-    ) -> None:
-        from qkv.nn.record import AttentionRecord
+    def forward_packed(self, x: Tensor, packing: PackedSequences) -> Tensor:
+        """Attend each of several packed sequences over itself: x (N, C) -> (N, C).
 
-        assert self.recorder is not None and weights is not None
-        with torch.no_grad():
-            self.recorder.append(
-                AttentionRecord(
-                    layer=self.layer_index,
-                    q=q.detach(),
-                    k=k.detach().clone(),  # cache views would change as decoding goes on
-                    v=v.detach().clone(),
-                    weights=weights.detach(),
-                    out=out.detach(),
-                    scale=float(self.scale),
-                    causal=causal,
-                    mask=None if mask is None else mask.detach(),
-                )
+        ``x`` holds the tokens of ``packing``'s sequences back to back (see
+        :mod:`qkv.nn.packing`). The projections run on the N real tokens only; the attention
+        kernel gets the padded (B, H, Lmax, D) layout with the key-padding mask. No rotary,
+        no cache and no weights: this serves encoders such as BERT.
+        """
+        if self.recorder is not None:
+            raise ValueError(
+                "record_attention does not see packed attention calls; record the padded "
+                "model forward instead"
             )
+        hq, hkv, d = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = packing.pad(self.c_attn(x))  # (B, Lmax, (Hq + 2·Hkv)·D)
+        batch, width, _ = qkv.shape
+        q, k, v = qkv.split((hq * d, hkv * d, hkv * d), dim=-1)
+        q = q.view(batch, width, hq, d).transpose(1, 2)  # (B, Hq, Lmax, D)
+        k = k.view(batch, width, hkv, d).transpose(1, 2)  # (B, Hkv, Lmax, D)
+        v = v.view(batch, width, hkv, d).transpose(1, 2)  # (B, Hkv, Lmax, D)
+        out = attention(
+            q,
+            k,
+            v,
+            causal=self.causal and width > 1,
+            mask=packing.key_mask,
+            scale=self.scale,
+            dropout_p=self.dropout if self.training else 0.0,
+            backend=self.backend,
+        )  # (B, Hq, Lmax, D)
+        out = out.to(x.dtype).transpose(1, 2).reshape(batch, width, hq * d)  # (B, Lmax, Hq·D)
+        return self.c_proj(packing.unpad(out))  # (N, C)
 
     def extra_repr(self) -> str:
         return (

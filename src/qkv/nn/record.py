@@ -1,9 +1,13 @@
 """Recording attention for visualisation: ``with record_attention(model) as records: ...``.
 
-While active, every :class:`~qkv.nn.attention.MultiHeadAttention` in the model computes
-through the ``reference`` backend (the only source of attention weights) and appends one
-:class:`AttentionRecord` per call, in call order; ``layer`` is the module's index among the
-model's attention modules (``model.modules()`` order, which is layer order).
+While active, every attention module that can be recorded (a :class:`RecordableAttention`,
+such as :class:`~qkv.nn.attention.MultiHeadAttention`) computes through the ``reference``
+backend (the only source of attention weights) and appends one :class:`AttentionRecord` per
+call, in call order; ``layer`` is the module's index among the model's recordable modules
+(``model.modules()`` order, which is layer order).
+
+This module imports nothing from ``qkv.nn.attention``: attention modules opt in by inheriting
+:class:`RecordableAttention`, so the dependency runs one way (attention -> record).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 
@@ -32,11 +37,50 @@ class AttentionRecord:
     mask: Tensor | None
 
 
-def attention_modules(model: nn.Module) -> list[nn.Module]:
-    """Every MultiHeadAttention in ``model``, in ``model.modules()`` (layer) order."""
-    from qkv.nn.attention import MultiHeadAttention
+class RecordableAttention:
+    """Mixin of the attention modules :func:`record_attention` can switch on.
 
-    return [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    ``recorder`` is the list records are appended to while recording (None otherwise);
+    ``layer_index`` is set by :func:`record_attention`; ``scale`` is the module's softmax
+    scale. The module calls :meth:`_record` after each attention call while ``recorder`` is
+    set.
+    """
+
+    recorder: list[AttentionRecord] | None = None
+    layer_index: int = 0
+    scale: float
+
+    def _record(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        weights: Tensor | None,
+        out: Tensor,
+        causal: bool,
+        mask: Tensor | None,
+    ) -> None:
+        assert self.recorder is not None and weights is not None
+        with torch.no_grad():
+            self.recorder.append(
+                AttentionRecord(
+                    layer=self.layer_index,
+                    q=q.detach(),
+                    k=k.detach().clone(),  # cache views would change as decoding goes on
+                    v=v.detach().clone(),
+                    weights=weights.detach(),
+                    out=out.detach(),
+                    scale=float(self.scale),
+                    causal=causal,
+                    mask=None if mask is None else mask.detach(),
+                )
+            )
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Every recordable attention module in ``model`` (each qkv.nn.MultiHeadAttention), in
+    ``model.modules()`` (layer) order."""
+    return [m for m in model.modules() if isinstance(m, RecordableAttention)]
 
 
 @contextmanager

@@ -8,34 +8,17 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-T = TypeVar("T")
+from qkv.configs import Serialisable
 
 
 def _option(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
-def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """``cls(**data)`` for a dataclass, refusing names that are not its fields (a typo in a
-    saved config must not be dropped silently). Raises ValueError listing the unknown and the
-    known fields. Example::
-
-        >>> dataclass_from_dict(TrainConfig, {"batch_size": 4}).batch_size
-        4
-    """
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} field(s) {unknown}; known fields: {sorted(names)}"
-        )
-    return cls(**data)
-
-
 @dataclass(kw_only=True)
-class TrainConfig:
+class TrainConfig(Serialisable):
     """A training run. Defaults are the "baby GPT" recipe on the default corpus."""
 
     # Data
@@ -133,14 +116,6 @@ class TrainConfig:
     @property
     def save_every(self) -> int:
         return self.checkpoint_interval or self.eval_interval
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are a ValueError naming them."""
-        return dataclass_from_dict(cls, data)
 
 
 # Fields whose change on --resume would make the continued run a different run.

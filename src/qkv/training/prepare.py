@@ -19,7 +19,7 @@ from qkv.data.tokenizers import MASK, PAD, build_tokenizer
 from qkv.training.config import TrainConfig
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from qkv.data.tokenizer import Tokenizer
 
 
 @dataclass(kw_only=True)
@@ -63,9 +63,9 @@ def write_tokenizer_json(tokenizer: Tokenizer, path: Path) -> None:
 
 def read_tokenizer_json(path: Path) -> Tokenizer:
     """The tokenizer :func:`write_tokenizer_json` wrote to ``path``."""
-    from tokenizers import Tokenizer
+    from qkv.data.tokenizer import Tokenizer
 
-    return Tokenizer.from_file(str(path))
+    return Tokenizer.from_file(path)
 
 
 def _cached_tokenizer(config: TrainConfig, text: str, sha256: str, masked_lm: bool) -> Tokenizer:

@@ -20,8 +20,7 @@ from qkv.training.prepare import read_tokenizer_json
 from qkv.training.sharded_state import FULL_BY_NAME, load_full_optimizer_state
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
-
+    from qkv.data.tokenizer import Tokenizer
     from qkv.training.prepare import PreparedData
     from qkv.training.session import TrainSession
 

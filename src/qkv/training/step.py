@@ -29,8 +29,10 @@ def loss_of(model: nn.Module, inputs: Tensor, labels: Tensor, masked_lm: bool) -
     """The model's mean loss on a batch: inputs (B, T) with causal-LM targets or masked-LM
     labels (B, T), -100 where a position does not count. The only place a run calls its
     model, so a change of the models' calling convention is one edit here."""
-    output = model(inputs, labels=labels) if masked_lm else model(inputs, targets=labels)
-    return output[1]
+    from qkv.models import language_model_loss, masked_lm_loss
+
+    loss = masked_lm_loss if masked_lm else language_model_loss
+    return loss(model(inputs), labels)
 
 
 @dataclass(frozen=True, kw_only=True)

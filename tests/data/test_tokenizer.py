@@ -1,7 +1,9 @@
-"""qkv.load_tokenizer against Hugging Face transformers' tokenizers (the oracle)."""
+"""qkv.data.Tokenizer / qkv.load_tokenizer against Hugging Face transformers' tokenizers and
+the raw tokenizers backend (the oracles)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -9,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qkv.io import Tokenizer, load_tokenizer, pretrained_path
+from qkv.data import Tokenizer, load_tokenizer
+from qkv.io import pretrained_path
 
 TEXTS = [
     "Hello world, Ünïcode café!",
@@ -159,3 +162,58 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
         ours([])
     assert isinstance(ours, Tokenizer)
+
+
+def test_backend_accessors_mirror_the_raw_tokenizer(tmp_path: Path) -> None:
+    """What training code calls on a raw tokenizers.Tokenizer answers the same on ours."""
+    from tokenizers import Tokenizer as Backend
+
+    directory = _byte_bpe(tmp_path)
+    ours = Tokenizer.from_file(directory / "tokenizer.json")
+    raw = Backend.from_file(str(directory / "tokenizer.json"))
+    assert ours.get_vocab() == raw.get_vocab()
+    assert ours.get_vocab(with_added_tokens=False) == raw.get_vocab(with_added_tokens=False)
+    assert ours.get_vocab_size() == raw.get_vocab_size() == len(ours)
+    decoder = ours.get_added_tokens_decoder()
+    assert {i: t.content for i, t in decoder.items()} == {
+        i: t.content for i, t in raw.get_added_tokens_decoder().items()
+    }
+    assert ours.token_to_id("<|pad|>") == raw.token_to_id("<|pad|>")
+    assert ours.id_to_token(5) == raw.id_to_token(5)
+    assert ours.to_str() == raw.to_str()
+    assert ours.encode_batch(TEXTS[:2], add_special_tokens=False) == [
+        e.ids for e in raw.encode_batch(TEXTS[:2], add_special_tokens=False)
+    ]
+    ours.encode_batch(TEXTS, max_length=3)  # truncation set for the batch ...
+    assert ours.to_str() == raw.to_str()  # ... never leaks into the saved form or the hash
+    assert ours.sha256 == hashlib.sha256(raw.to_str().encode("utf-8")).hexdigest()
+
+
+def test_trained_tokenizers_save_and_reopen_with_their_special_tokens(tmp_path: Path) -> None:
+    for tokenizer in (
+        Tokenizer.train_char("".join(TEXTS), masked_lm=True),
+        Tokenizer.train_bpe(TEXTS * 3, vocab_size=280, masked_lm=True),
+    ):
+        assert tokenizer.special_tokens == {"unk": "[UNK]", "pad": "[PAD]", "mask": "[MASK]"}
+        assert tokenizer.mask_token_id == tokenizer.token_to_id("[MASK]") is not None
+        again = Tokenizer.from_dir(tokenizer.save(tmp_path / str(tokenizer.vocab_size)))
+        assert again.special_tokens == tokenizer.special_tokens
+        assert again.sha256 == tokenizer.sha256
+        for text in TEXTS:
+            assert again.encode(text) == tokenizer.encode(text)
+            assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_wrap_and_open_errors(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer as Backend
+
+    raw = Backend.from_file(str(_byte_bpe(tmp_path) / "tokenizer.json"))
+    wrapped = Tokenizer.wrap(raw)
+    assert wrapped.backend is raw and Tokenizer.wrap(wrapped) is wrapped
+    assert wrapped.eos_token_id == raw.token_to_id("<|endoftext|>")
+    with pytest.raises(ValueError, match="expected a qkv Tokenizer or a tokenizers.Tokenizer"):
+        Tokenizer.wrap("gpt2")
+    with pytest.raises(FileNotFoundError, match="no tokenizer directory"):
+        Tokenizer.from_dir(tmp_path / "tokenizer.json")
+    with pytest.raises(FileNotFoundError, match="no tokenizer file"):
+        Tokenizer.from_file(tmp_path)

@@ -5,11 +5,12 @@ import importlib
 import pytest
 import torch
 
+from qkv.generation import decode_layout
+from qkv.generation.decode_layout import _PackedLinear, _packing_works, worth_it
 from qkv.models import GPT, preset
-from qkv.nn import decode_layout
-from qkv.nn.decode_layout import _PackedLinear, _packing_works, worth_it
 
-layout_module = importlib.import_module("qkv.nn.decode_layout")
+# The module (the package attribute of the same name is the function).
+layout_module = importlib.import_module("qkv.generation.decode_layout")
 
 
 def test_outputs_equal_and_modules_restored():
@@ -87,7 +88,7 @@ def test_in_out_fallback_without_onednn(monkeypatch):
 
 
 def test_kept_copies_are_reused_until_a_weight_changes_and_released():
-    from qkv.nn import release_decode_layout
+    from qkv.generation import release_decode_layout
 
     model = GPT(preset("gpt-nano", vocab_size=70)).eval()
     ids = torch.randint(0, 70, (1, 6))

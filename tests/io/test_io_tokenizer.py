@@ -1,0 +1,21 @@
+"""qkv.io.Tokenizer and qkv.load_tokenizer are the data layer's one tokenizer type."""
+
+import qkv
+import qkv.data
+import qkv.io
+
+
+def test_io_names_are_the_data_tokenizer() -> None:
+    assert qkv.io.Tokenizer is qkv.data.Tokenizer
+    assert qkv.io.load_tokenizer is qkv.load_tokenizer is qkv.data.load_tokenizer
+    from qkv.data.tokenizers import build_tokenizer
+
+    assert isinstance(build_tokenizer("char", "abc"), qkv.io.Tokenizer)
+
+
+def test_save_accepts_a_raw_tokenizers_object(tmp_path) -> None:
+    from qkv.data.tokenizers import build_tokenizer
+
+    raw = build_tokenizer("char", "abc").backend
+    qkv.save(qkv.models.GPT(qkv.models.preset("gpt-nano", vocab_size=8)), tmp_path, tokenizer=raw)
+    assert qkv.load_tokenizer(tmp_path).encode("cab") == [2, 0, 1]
