@@ -22,14 +22,21 @@ Two CPU measures make batch-1 decoding about 2x faster than plain PyTorch (measu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from qkv.generation.decode_layout import decode_layout, worth_it
-from qkv.generation.sampling import check_sampling, sample_next
+from qkv.generation.sampling import (
+    check_eos,
+    check_repetition_penalty,
+    check_sampling,
+    penalise_repeats,
+    sample_next,
+    seen_tokens,
+)
 
 
 def cache_dtype(model: nn.Module) -> torch.dtype:
@@ -46,7 +53,6 @@ def _check_inputs(
     input_ids: Tensor,
     max_new_tokens: int,
     attention_mask: Tensor | None,
-    eos_token_id: int | None,
 ) -> int:
     if not hasattr(model, "make_cache") or not hasattr(model, "config"):
         raise ValueError(
@@ -87,11 +93,6 @@ def _check_inputs(
             "attention_mask has padding at the end of a row, but generation continues each "
             "row from its last position; pad prompts on the LEFT (tokenizer padding_side='left')"
         )
-    vocab = model.config.vocab_size
-    if eos_token_id is not None and not (
-        isinstance(eos_token_id, int) and 0 <= eos_token_id < vocab
-    ):
-        raise ValueError(f"eos_token_id must be an int in [0, {vocab}), got {eos_token_id!r}")
     return total
 
 
@@ -103,11 +104,14 @@ def generate_stream(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     seed: int | None = None,
     attention_mask: Tensor | None = None,
+    repetition_penalty: float = 1.0,
 ) -> Iterator[Tensor]:
     """Yield the next token of every row, (B,) int64, step by step (see :func:`generate`).
+
+    Stops after the step in which every row has produced one of ``eos_token_id``.
 
     Example::
 
@@ -116,7 +120,8 @@ def generate_stream(
     """
     # Arguments are checked here, at the call, not at the first next().
     check_sampling(temperature, top_k, top_p)
-    max_len = _check_inputs(model, input_ids, max_new_tokens, attention_mask, eos_token_id)
+    check_repetition_penalty(repetition_penalty)
+    max_len = _check_inputs(model, input_ids, max_new_tokens, attention_mask)
     return _stream(
         model,
         input_ids.long(),
@@ -125,9 +130,10 @@ def generate_stream(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
-        eos_token_id=eos_token_id,
+        eos_ids=check_eos(eos_token_id, model.config.vocab_size),
         seed=seed,
         attention_mask=attention_mask,
+        repetition_penalty=float(repetition_penalty),
     )
 
 
@@ -152,9 +158,10 @@ def _decode(
     temperature: float,
     top_k: int | None,
     top_p: float | None,
-    eos_token_id: int | None,
+    eos_ids: tuple[int, ...],
     seed: int | None,
     attention_mask: Tensor | None,
+    repetition_penalty: float,
 ) -> Iterator[Tensor]:
     batch, prompt_len = input_ids.shape
     device = input_ids.device
@@ -183,15 +190,23 @@ def _decode(
     )[:, -1]  # (B, V)
     next_position = positions[:, -1:] + 1  # (B, 1)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=device)  # (E,)
+    seen = None  # (B, V): the tokens of each row so far, for the repetition penalty
+    if repetition_penalty != 1.0:
+        seen = seen_tokens(input_ids, attention_mask, logits.shape[-1])
     for step in range(max_new_tokens):
+        if seen is not None:
+            logits = penalise_repeats(logits, seen, repetition_penalty)
         token = sample_next(
             logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
         )
-        if eos_token_id is not None:
-            token = token.masked_fill(done, eos_token_id)  # finished rows are padded with eos
-            done |= token == eos_token_id
+        if eos_ids:
+            token = token.masked_fill(done, eos_ids[0])  # finished rows are padded with eos
+            done |= torch.isin(token, eos)
+        if seen is not None:
+            seen.scatter_(1, token[:, None], True)
         yield token
-        if step + 1 == max_new_tokens or (eos_token_id is not None and bool(done.all())):
+        if step + 1 == max_new_tokens or (eos_ids and bool(done.all())):
             return
         length = prompt_len + step + 1
         logits = model(
@@ -212,9 +227,10 @@ def generate(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     seed: int | None = None,
     attention_mask: Tensor | None = None,
+    repetition_penalty: float = 1.0,
 ) -> Tensor:
     """Continue each prompt: input_ids (B, T) -> (B, T + new) int64 with new <= max_new_tokens.
 
@@ -222,13 +238,20 @@ def generate(
     ``top_p`` and sampled from a generator seeded with ``seed`` (None: torch's global RNG).
     ``attention_mask`` (B, T) marks real tokens with 1 and LEFT padding with 0; positions
     are counted from each row's first real token, so a padded batch equals each prompt run
-    alone. A row that emits ``eos_token_id`` is padded with it afterwards, and generation
-    stops early once every row has. T + max_new_tokens must fit the model's context
+    alone. ``eos_token_id`` is one id or a list (Llama 3 ends on any of
+    ``[128001, 128008, 128009]``): a row that emits one of them is padded with the first
+    afterwards, and generation stops early once every row has, as transformers' ``generate``
+    does. ``repetition_penalty`` (transformers' ``RepetitionPenaltyLogitsProcessor``, applied
+    before temperature and filtering): the logit of every token already in the row (prompt or
+    generated) is divided by it when positive and multiplied by it when negative; left padding
+    is not counted as seen. T + max_new_tokens must fit the model's context
     (``config.n_positions``), else ValueError.
 
     Example::
 
         >>> out = qkv.generate(model, ids, max_new_tokens=50, temperature=0.8, top_k=40, seed=0)
+        >>> out = qkv.generate(model, ids, max_new_tokens=50, temperature=0,
+        ...                    eos_token_id=[128001, 128008, 128009])
     """
     tokens = list(
         generate_stream(
@@ -241,6 +264,7 @@ def generate(
             eos_token_id=eos_token_id,
             seed=seed,
             attention_mask=attention_mask,
+            repetition_penalty=repetition_penalty,
         )
     )
     return torch.cat([input_ids.long(), torch.stack(tokens, dim=1)], dim=1)

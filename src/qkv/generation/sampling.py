@@ -1,4 +1,5 @@
-"""Choosing the next token from logits: greedy, temperature, top-k and top-p (nucleus).
+"""Choosing the next token from logits: greedy, temperature, top-k and top-p (nucleus), the
+repetition penalty, and the end-of-sequence ids that stop a row.
 
 Sampling uses the exponential-race trick (argmax of p / E with E ~ Exp(1) is a draw from p),
 so it needs no ``torch.multinomial`` and no host sync, and is reproducible from a
@@ -8,6 +9,7 @@ so it needs no ``torch.multinomial`` and no host sync, and is reproducible from 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -66,3 +68,60 @@ def sample_next(
     probs = torch.softmax(logits, dim=-1)  # (B, V)
     race = torch.empty_like(probs).exponential_(1.0, generator=generator)
     return (probs / race).argmax(dim=-1)
+
+
+def check_eos(eos_token_id: int | Sequence[int] | None, vocab_size: int) -> tuple[int, ...]:
+    """The end-of-sequence ids as a tuple (empty for None): one int or a sequence of ints,
+    each in [0, vocab_size); ValueError naming the bad value otherwise."""
+    if eos_token_id is None:
+        return ()
+    ids = (eos_token_id,) if isinstance(eos_token_id, int | Tensor) else eos_token_id
+    if isinstance(ids, Tensor):
+        ids = ids.reshape(-1).tolist()
+    try:
+        values = tuple(ids)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(
+            f"eos_token_id must be an int or a list of ints, got {eos_token_id!r}"
+        ) from None
+    out = []
+    for value in values:
+        if isinstance(value, Tensor) and value.numel() == 1:
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size:
+            raise ValueError(
+                f"eos_token_id must be an int or a list of ints in [0, {vocab_size}), got "
+                f"{eos_token_id!r}"
+            )
+        out.append(value)
+    if not out:
+        raise ValueError("eos_token_id is an empty list; pass None for no end-of-sequence id")
+    return tuple(dict.fromkeys(out))
+
+
+def check_repetition_penalty(penalty: float) -> None:
+    """ValueError unless ``penalty`` is a finite number > 0 (1.0 = off)."""
+    if isinstance(penalty, bool) or not isinstance(penalty, int | float):
+        raise ValueError(f"repetition_penalty must be a number > 0, got {penalty!r}")
+    if not (math.isfinite(penalty) and penalty > 0):
+        raise ValueError(
+            f"repetition_penalty must be > 0 (1.0 = off, 1.1 a mild penalty), got {penalty!r}"
+        )
+
+
+def seen_tokens(input_ids: Tensor, attention_mask: Tensor | None, vocab_size: int) -> Tensor:
+    """(B, V) bool: which tokens each row of input_ids (B, T) holds, left padding excluded."""
+    index = input_ids.long()
+    if attention_mask is not None:
+        index = index.masked_fill(~attention_mask.bool(), vocab_size)  # padding -> spare column
+    seen = torch.zeros(index.shape[0], vocab_size + 1, dtype=torch.bool, device=index.device)
+    seen.scatter_(1, index, True)
+    return seen[:, :vocab_size]
+
+
+def penalise_repeats(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """transformers' repetition penalty on last-position logits (B, V), in float32: a seen
+    token's logit is divided by ``penalty`` when positive, multiplied by it when negative."""
+    logits = logits.float()
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits)
