@@ -4,8 +4,10 @@ It wraps a Hugging Face ``tokenizers.Tokenizer`` (the *backend*) with the model'
 tokens and a small interface: build one (:meth:`Tokenizer.train_char`,
 :meth:`Tokenizer.train_bpe`), open one (:meth:`Tokenizer.from_dir`, :meth:`Tokenizer.from_file`,
 :func:`load_tokenizer`), convert (``encode``, ``encode_batch``, ``decode``, ``tokens``,
-``tokenizer(texts)`` for padded batches), save (``save(dir)``: tokenizer.json and
-tokenizer_config.json). The backend's own accessors that training code needs (``get_vocab``,
+``tokenizer(texts)`` for padded batches), render a conversation with the model's chat
+template (``apply_chat_template``, :mod:`qkv.data.chat`), save (``save(dir)``:
+tokenizer.json, tokenizer_config.json and the chat template). The backend's own accessors
+that training code needs (``get_vocab``,
 ``get_vocab_size``, ``get_added_tokens_decoder``, ``token_to_id``, ``id_to_token``,
 ``to_str``) are offered under the same names, so code written against a raw backend works
 unchanged; ``sha256`` identifies the tokenizer (of ``to_str()``).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch
 from torch import Tensor
 
 from qkv.atomic import write_atomic, write_json_atomic
+from qkv.data.chat import Templates, render_chat, select_template
 from qkv.data.tokenizer_backends import bpe_backend, char_backend
 from qkv.data.tokenizer_files import read_tokenizer, special_token_roles
 
@@ -47,6 +50,8 @@ class Tokenizer:
         *,
         special_tokens: dict[str, str] | None = None,
         model_max_length: int | None = None,
+        chat_template: Templates | None = None,
+        template_tokens: dict[str, str] | None = None,
     ) -> None:
         backend.no_padding()
         backend.no_truncation()
@@ -54,6 +59,12 @@ class Tokenizer:
         self.model_max_length = model_max_length
         self._special_tokens = dict(special_tokens or {})
         self._truncation: int | None = None
+        # The model's Jinja chat template(s): one string, or {name: template}; None for none.
+        self.chat_template = chat_template
+        # {role: token} given to the template as ``<role>_token`` (the configs' spelling).
+        self._template_tokens = dict(
+            template_tokens if template_tokens is not None else self._special_tokens
+        )
 
     # --- building and opening -----------------------------------------------------------
     @classmethod
@@ -245,6 +256,42 @@ class Tokenizer:
             types[row, :n] = torch.tensor(encoding.type_ids, dtype=torch.long)
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
+    def apply_chat_template(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = False,
+        tokenize: bool = True,
+        chat_template: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **variables: Any,
+    ) -> list[int] | str:
+        """The prompt of ``messages`` under the model's chat template: token ids, or the text
+        with ``tokenize=False``; equal to transformers' ``apply_chat_template``.
+
+        ``add_generation_prompt`` ends the prompt with the header of an assistant turn.
+        ``chat_template`` is a template string, or the name of one of the model's templates.
+        The template sees ``bos_token``, ``eos_token``, ... and ``variables``. The text is
+        encoded without adding special tokens (the template writes them). Raises ValueError
+        (:class:`qkv.data.chat.ChatTemplateError`) when the model has no template.
+
+        Example::
+
+            >>> tok.apply_chat_template([{"role": "user", "content": "Hi"}],
+            ...                         add_generation_prompt=True, tokenize=False)
+            '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n'
+        """
+        template = select_template(self.chat_template, chat_template, tools)
+        tokens = {f"{role}_token": token for role, token in self._template_tokens.items()}
+        text = render_chat(
+            template,
+            messages,
+            add_generation_prompt=add_generation_prompt,
+            tools=tools,
+            **{**tokens, **variables},
+        )
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
     def _set_truncation(self, limit: int | None) -> None:
         if limit == self._truncation:
             return
@@ -256,9 +303,11 @@ class Tokenizer:
 
     # --- persistence --------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``tokenizer.json`` and ``tokenizer_config.json`` into directory ``path``.
+        """Write ``tokenizer.json``, ``tokenizer_config.json`` and the chat template
+        (``chat_template.jinja``, named ones in ``additional_chat_templates/``) into directory
+        ``path``.
 
-        Both files are written atomically; :meth:`from_dir` and Hugging Face
+        Each file is written atomically; :meth:`from_dir` and Hugging Face
         ``AutoTokenizer`` open the directory. Returns the directory.
         """
         directory = Path(path)
@@ -270,6 +319,17 @@ class Tokenizer:
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
         write_json_atomic(directory / "tokenizer_config.json", config)
+        templates = self.chat_template
+        if isinstance(templates, str):
+            templates = {"default": templates}
+        for name, template in (templates or {}).items():
+            file = directory / (
+                "chat_template.jinja"
+                if name == "default"
+                else f"additional_chat_templates/{name}.jinja"
+            )
+            file.parent.mkdir(exist_ok=True)
+            write_atomic(file, lambda tmp, text=template: tmp.write_text(text, "utf-8"))
         return directory
 
     def __repr__(self) -> str:
@@ -297,5 +357,11 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         >>> tok.decode(tok.encode("To be"))
         'To be'
     """
-    backend, roles, max_length = read_tokenizer(path)
-    return Tokenizer(backend, special_tokens=roles, model_max_length=max_length)
+    saved = read_tokenizer(path)
+    return Tokenizer(
+        saved.backend,
+        special_tokens=saved.roles,
+        model_max_length=saved.model_max_length,
+        chat_template=saved.chat_template,
+        template_tokens=saved.template_tokens,
+    )

@@ -5,17 +5,23 @@ taken from ``tokenizer_config.json``.
 
 Special tokens (pad, eos, bos, unk, cls, sep, mask) come from ``tokenizer_config.json`` /
 ``special_tokens_map.json`` and, failing those, from the tokenizer's own vocabulary with
-conventional names.
+conventional names. As transformers (>= 5) loads a directory with a ``tokenizer.json``: the
+tokens of ``added_tokens_decoder`` and the named special tokens that the tokenizer.json lacks
+are added to it, and whether a BOS/EOS is added to each text is the tokenizer.json's
+post-processor's business (``add_bos_token`` / ``add_eos_token`` are read only with a
+``vocab.txt``). The chat template(s) come with it (:func:`qkv.data.chat.read_chat_templates`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qkv.atomic import read_json
+from qkv.data.chat import Templates, read_chat_templates
 from qkv.data.tokenizer_backends import wordpiece_backend
 
 ROLES = ("pad", "eos", "bos", "unk", "cls", "sep", "mask")
@@ -33,9 +39,22 @@ _CONVENTIONAL = {
 _NO_LIMIT = 1_000_000
 
 
-def read_tokenizer(path: str | os.PathLike[str]) -> tuple[Any, dict[str, str], int | None]:
-    """(backend, special-token roles, model_max_length) of the tokenizer saved in directory
-    ``path`` or in the ``tokenizer.json`` file ``path`` (configs read from its directory)."""
+@dataclass(kw_only=True)
+class SavedTokenizer:
+    """What a tokenizer directory holds: the backend, the special-token roles found in its
+    vocabulary, ``model_max_length``, the chat template(s), and the named special tokens as
+    the configs spell them (the chat template's ``bos_token`` / ``eos_token`` / ... )."""
+
+    backend: Any
+    roles: dict[str, str]
+    model_max_length: int | None = None
+    chat_template: Templates | None = None
+    template_tokens: dict[str, str] = field(default_factory=dict)
+
+
+def read_tokenizer(path: str | os.PathLike[str]) -> SavedTokenizer:
+    """The tokenizer saved in directory ``path`` or in the ``tokenizer.json`` file ``path``
+    (configs read from its directory)."""
     location = Path(path)
     if location.is_file() and location.suffix == ".json":
         directory, tokenizer_file = location.parent, location
@@ -45,10 +64,11 @@ def read_tokenizer(path: str | os.PathLike[str]) -> tuple[Any, dict[str, str], i
         raise FileNotFoundError(f"no tokenizer at {location}: neither a directory nor a .json file")
     config = _optional_json(directory / "tokenizer_config.json")
     special = _optional_json(directory / "special_tokens_map.json")
+    configured = _configured_roles(config, special)
     if tokenizer_file.is_file():
         backend = read_backend(tokenizer_file)
+        _add_missing_tokens(backend, config, configured)
     elif (directory / "vocab.txt").is_file():
-        configured = _configured_roles(config, special)
         backend = wordpiece_backend(directory / "vocab.txt", roles=configured, config=config)
     else:
         raise FileNotFoundError(
@@ -58,7 +78,42 @@ def read_tokenizer(path: str | os.PathLike[str]) -> tuple[Any, dict[str, str], i
     max_length = config.get("model_max_length")
     if not isinstance(max_length, int) or max_length > _NO_LIMIT:
         max_length = None
-    return backend, special_token_roles(backend, config, special), max_length
+    roles = special_token_roles(backend, config, special)
+    return SavedTokenizer(
+        backend=backend,
+        roles=roles,
+        model_max_length=max_length,
+        chat_template=read_chat_templates(directory),
+        # transformers gives a template the tokens the configs name; without configs, qkv's roles
+        template_tokens=configured if (config or special) else dict(roles),
+    )
+
+
+def _add_missing_tokens(backend: Any, config: dict, configured: dict[str, str]) -> None:
+    """Add, as transformers does on loading, the ``added_tokens_decoder`` entries and named
+    special tokens of the configs that the tokenizer.json lacks (in id order, then roles)."""
+    from tokenizers import AddedToken
+
+    present = {token.content for token in backend.get_added_tokens_decoder().values()}
+    vocab = backend.get_vocab(with_added_tokens=True)
+    missing = []
+    decoder = config.get("added_tokens_decoder")
+    if isinstance(decoder, dict):
+        for _, entry in sorted(decoder.items(), key=lambda item: int(item[0])):
+            content = entry.get("content") if isinstance(entry, dict) else None
+            if isinstance(content, str) and content not in present:
+                options = {k: bool(entry[k]) for k in _ADDED_FLAGS if k in entry}
+                missing.append(AddedToken(content, **options))
+                present.add(content)
+    for token in configured.values():
+        if token not in present and token not in vocab:
+            missing.append(AddedToken(token, special=True))
+            present.add(token)
+    if missing:
+        backend.add_tokens(missing)
+
+
+_ADDED_FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
 
 
 def read_backend(tokenizer_file: Path) -> Any:
