@@ -1,4 +1,5 @@
-"""qkv.io.Tokenizer and qkv.load_tokenizer are the data layer's one tokenizer type."""
+"""qkv.io.Tokenizer and qkv.load_tokenizer are the data layer's one tokenizer type
+(qkv.load_tokenizer adds hub ids to qkv.data.load_tokenizer, and reads a folder the same)."""
 
 import qkv
 import qkv.data
@@ -7,10 +8,20 @@ import qkv.io
 
 def test_io_names_are_the_data_tokenizer() -> None:
     assert qkv.io.Tokenizer is qkv.data.Tokenizer
-    assert qkv.io.load_tokenizer is qkv.load_tokenizer is qkv.data.load_tokenizer
+    assert qkv.io.load_tokenizer is qkv.load_tokenizer
     from qkv.data.tokenizers import build_tokenizer
 
     assert isinstance(build_tokenizer("char", "abc"), qkv.io.Tokenizer)
+
+
+def test_load_tokenizer_reads_a_folder_as_the_data_layer_does(tmp_path) -> None:
+    from qkv.data.tokenizers import build_tokenizer
+
+    build_tokenizer("bpe", "to be or not to be " * 50, vocab_size=280).save(tmp_path)
+    for path in (tmp_path, tmp_path / "tokenizer.json"):
+        tok = qkv.load_tokenizer(path)
+        assert isinstance(tok, qkv.data.Tokenizer)
+        assert tok.sha256 == qkv.data.load_tokenizer(path).sha256
 
 
 def test_save_accepts_a_raw_tokenizers_object(tmp_path) -> None:

@@ -1,5 +1,5 @@
 """``qkv.load`` and ``qkv.save``: one entry point for qkv checkpoints and Hugging Face model
-directories (GPT-2, Llama, BERT)."""
+directories (GPT-2, Llama, BERT), on disk or by hub id (resolved by :mod:`qkv.io.hub`)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,23 @@ from qkv.data.tokenizer import Tokenizer
 from qkv.io.checkpoint import is_qkv_config, load_qkv, save_qkv
 from qkv.io.files import read_json
 from qkv.io.hf import load_hf, save_hf, supported
+from qkv.io.hub import resolve_model
 from qkv.io.state import finish
 
 
 def load(
     path: str | os.PathLike[str],
     *,
+    revision: str | None = None,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Open a model directory as a qkv model in eval mode.
+    """Open a model directory, or a Hugging Face hub id, as a qkv model in eval mode.
 
-    ``path`` is a qkv checkpoint (``config.json`` with ``"format": "qkv"`` +
+    ``path`` is a local folder or a hub id (``"Qwen/Qwen2.5-0.5B"``, fetched into the
+    huggingface_hub cache at ``revision``, or read from it when ``HF_HUB_OFFLINE=1``; a local
+    folder of the same spelling wins; see :func:`qkv.io.hub.resolve_model`). The folder is a
+    qkv checkpoint (``config.json`` with ``"format": "qkv"`` +
     ``model.safetensors``, see :mod:`qkv.io.checkpoint`) or a Hugging Face directory
     (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) of GPT-2
     (GPT2LMHeadModel / GPT2Model), Llama (LlamaForCausalLM / LlamaModel) or BERT (BertModel,
@@ -40,9 +45,10 @@ def load(
     Example::
 
         >>> model = qkv.load("gpt2-dir", dtype=torch.bfloat16)
+        >>> model = qkv.load("HuggingFaceTB/SmolLM2-135M")   # a hub id
         >>> logits = model(ids)    # (B, T, vocab)
     """
-    location = Path(path)
+    location = resolve_model(path, revision)
     if location.is_file():
         location = location.parent  # config.json or a weights file inside the directory
     if not location.is_dir():
