@@ -1,4 +1,7 @@
-"""``qkv eval DIR --data PATH``: loss, perplexity and bits per character / byte on a text.
+"""``qkv eval MODEL --data PATH``: loss, perplexity and bits per character / byte on a text.
+
+MODEL is a run or checkpoint folder, a Hugging Face folder or a hub id (``--model``,
+``--revision``: see :mod:`qkv.cli.model_args`).
 
 Every token after the first is predicted once (consecutive context windows). Bits per
 character (char tokenizer) = total nats / characters predicted / ln 2; bits per byte (BPE) =
@@ -13,13 +16,16 @@ from typing import Any
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from qkv.cli.model_args import add_model_arguments
+
     parser = subparsers.add_parser(
         "eval",
         help="evaluate a trained model on a text",
         description="Cross-entropy loss, perplexity and bits per character (char tokenizer) or "
-        "per byte (BPE) of a `qkv train` checkpoint on a UTF-8 text file or folder.",
+        "per byte (BPE) of a causal language model (a `qkv train` checkpoint, a Hugging Face "
+        "folder or a hub id) on a UTF-8 text file or folder.",
     )
-    parser.add_argument("checkpoint", metavar="DIR", help="run directory or checkpoint folder")
+    add_model_arguments(parser)
     parser.add_argument("--data", required=True, help="UTF-8 text file or folder of .txt files")
     parser.add_argument(
         "--split",
@@ -78,22 +84,17 @@ def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, 
 
 def run(args: argparse.Namespace) -> int:
     from qkv.cli.main import CliError
+    from qkv.cli.model_args import model_name, open_language_model
     from qkv.data.corpus import read_corpus, split_point
     from qkv.data.token_cache import cached_tokens
-    from qkv.models import GPT
-    from qkv.training.checkpoint import load_for_inference
     from qkv.training.metrics import perplexity
 
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0 < args.val_fraction < 1:
         raise CliError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-    model, tokenizer, directory = load_for_inference(args.checkpoint, device=args.device)
-    if not isinstance(model, GPT):
-        raise CliError(
-            f"{directory} holds a {type(model).__name__}; qkv eval measures causal language "
-            "models (GPT checkpoints)"
-        )
+    lm = open_language_model(model_name(args), args.revision, device=args.device, command="eval")
+    model, tokenizer, directory = lm.model, lm.tokenizer, lm.directory
     corpus = read_corpus(args.data)
     tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
     cut = split_point(len(tokens), args.val_fraction)

@@ -42,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from qkv.viz.model_source import emit, wants_color
 
     walk = explain(
-        args.text, model_dir=args.model, layer=args.layer, head=args.head, token=args.token
+        args.text,
+        model_dir=args.model,
+        revision=args.revision,
+        layer=args.layer,
+        head=args.head,
+        token=args.token,
     )
     if args.json:
         emit(json.dumps(walk.to_json_dict(), allow_nan=False))

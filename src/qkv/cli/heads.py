@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--sequences must be >= 1, got {args.sequences}")
     if args.out and not args.out.lower().endswith(".png"):
         raise CliError(f"--out {args.out} must end in .png")
-    opened = open_model(args.model)
+    opened = open_model(args.model, args.revision)
     config = getattr(opened.model, "config", None)
     vocab_size = getattr(config, "vocab_size", None)
     if not isinstance(vocab_size, int):

@@ -18,6 +18,7 @@ SUBCOMMANDS = (
     "backends",
     "train",
     "generate",
+    "chat",
     "eval",
     "explain",
     "show",

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--out {out} must end in .png or .html")
     if args.top_k < 1:
         raise CliError(f"--top-k must be >= 1, got {args.top_k}")
-    opened = open_model(args.model)
+    opened = open_model(args.model, args.revision)
     cap = capture(opened.model, require_tokenizer(opened), args.text, model_name=opened.name)
     layer = check_index("layer", args.layer, cap.num_layers)
     head = check_index("head", args.head, cap.num_heads)

