@@ -221,13 +221,14 @@ def _snapshot(repo_id: str, revision: str | None, patterns: tuple[str, ...]) -> 
             "check the spelling, or for a private model log in with `hf auth login`; a local "
             f"folder named {repo_id!r} does not exist either"
         ) from None
-    except hub_errors.IncompleteSnapshotError:
-        raise ModelNotFoundError(
-            f"the cached snapshot of {repo_id!r}{at} in {cache} is incomplete and the hub "
-            f"cannot be reached: finish the download with {_hint(repo_id)}"
-            + (" or unset HF_HUB_OFFLINE" if offline else "")
-        ) from None
-    except hub_errors.LocalEntryNotFoundError:
+    except hub_errors.LocalEntryNotFoundError as error:
+        # IncompleteSnapshotError (huggingface_hub >= 1.x) is a LocalEntryNotFoundError
+        if type(error).__name__ == "IncompleteSnapshotError":
+            raise ModelNotFoundError(
+                f"the cached snapshot of {repo_id!r}{at} in {cache} is incomplete and the hub "
+                f"cannot be reached: finish the download with {_hint(repo_id)}"
+                + (" or unset HF_HUB_OFFLINE" if offline else "")
+            ) from None
         if offline:
             raise ModelNotFoundError(
                 f"model {repo_id!r}{at} is not a local folder and is not in the Hugging Face "
