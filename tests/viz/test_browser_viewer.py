@@ -96,7 +96,11 @@ def _requested_urls(driver: webdriver.Chrome) -> list[str]:
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
+            url = message["params"]["request"]["url"]
+            # The browser's own pages (the new-tab page it opens before our file, chromium 156)
+            # load chrome:// resources from inside the binary: never the network, not ours.
+            if not url.startswith(("chrome://", "chrome-untrusted://")):
+                urls.append(url)
     return urls
 
 
