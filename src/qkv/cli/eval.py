@@ -77,6 +77,7 @@ def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, 
 
 
 def run(args: argparse.Namespace) -> int:
+    from qkv.cli.checks import device, eval_fits_memory, input_path
     from qkv.cli.main import CliError
     from qkv.data.corpus import read_corpus, split_point
     from qkv.data.token_cache import cached_tokens
@@ -88,18 +89,23 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0 < args.val_fraction < 1:
         raise CliError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    args.device = device(args.device)
     model, tokenizer, directory = load_for_inference(args.checkpoint, device=args.device)
     if not isinstance(model, GPT):
         raise CliError(
             f"{directory} holds a {type(model).__name__}; qkv eval measures causal language "
             "models (GPT checkpoints)"
         )
-    corpus = read_corpus(args.data)
+    corpus = read_corpus(input_path(args.data, "--data"))
     tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
     cut = split_point(len(tokens), args.val_fraction)
     tokens = {"all": tokens, "train": tokens[:cut], "val": tokens[cut:]}[args.split]
     if len(tokens) < 2:
         raise CliError(f"{args.data} ({args.split}) has {len(tokens)} tokens; need at least 2")
+    eval_fits_memory(
+        len(tokens), block_size=model.config.n_positions, batch_size=args.batch_size,
+        vocab_size=model.config.vocab_size, device=args.device,
+    )  # fmt: skip
     total, targets = evaluate_text(
         model, tokens, block_size=model.config.n_positions, batch_size=args.batch_size,
         device=args.device,

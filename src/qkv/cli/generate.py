@@ -90,6 +90,7 @@ def stream_text(tokenizer: Any, tokens: Iterator[int]) -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from qkv.cli.checks import device, generation_fits_memory
     from qkv.cli.main import CliError
     from qkv.generation.sampling import check_sampling
     from qkv.models import GPT
@@ -97,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_new_tokens < 1:
         raise CliError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    generation_fits_memory(args.max_new_tokens)
     check_sampling(args.temperature, args.top_k, args.top_p)
-    model, tokenizer, _ = load_for_inference(args.checkpoint, device=args.device)
+    model, tokenizer, _ = load_for_inference(args.checkpoint, device=device(args.device))
     if not isinstance(model, GPT):
         raise CliError(
             f"{args.checkpoint} holds a {type(model).__name__}; qkv generate needs a GPT "
