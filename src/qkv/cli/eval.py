@@ -11,6 +11,8 @@ import argparse
 import math
 from typing import Any
 
+from qkv.cli.vocab import add_strict_vocab_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -30,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--val-fraction", type=float, default=0.1, help="for --split")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    add_strict_vocab_argument(parser)
     return parser
 
 
@@ -76,9 +79,18 @@ def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, 
     return total, torch.cat(targets_seen)
 
 
+def _unknown_tokens(tokenizer: Any, tokens: Any) -> int:
+    """How many of ``tokens`` (the text's ids) are the tokenizer's unknown token."""
+    import numpy as np
+
+    unk = tokenizer.token_id("unk")
+    return 0 if unk is None else int(np.count_nonzero(np.asarray(tokens) == unk))
+
+
 def run(args: argparse.Namespace) -> int:
     from qkv.cli.checks import device, eval_fits_memory, input_path
     from qkv.cli.main import CliError
+    from qkv.cli.vocab import check_vocabulary
     from qkv.data.corpus import read_corpus, split_point
     from qkv.data.token_cache import cached_tokens
     from qkv.models import GPT
@@ -102,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     tokens = {"all": tokens, "train": tokens[:cut], "val": tokens[cut:]}[args.split]
     if len(tokens) < 2:
         raise CliError(f"{args.data} ({args.split}) has {len(tokens)} tokens; need at least 2")
+    unknown = _unknown_tokens(tokenizer, tokens)
+    if unknown:  # only then read the text again for the examples
+        check_vocabulary(
+            tokenizer, corpus.text, strict=args.strict_vocab, what=f"--data {args.data}"
+        )
     eval_fits_memory(
         len(tokens), block_size=model.config.n_positions, batch_size=args.batch_size,
         vocab_size=model.config.vocab_size, device=args.device,
@@ -126,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         ("perplexity", f"{perplexity(loss):.3f}"),
         (f"bits/{unit}", f"{total / max(units, 1) / math.log(2):.4f}"),
     ]
+    if unknown:
+        share = 100 * unknown / len(tokens)
+        rows.append(("unknown tokens", f"{unknown:,} ({share:.1f}%) [UNK]: placeholders, not text"))
     for name, value in rows:
         print(f"{name:<15} {value}")
     return 0

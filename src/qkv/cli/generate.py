@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Iterator
 from typing import Any
 
+from qkv.cli.vocab import add_strict_vocab_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -26,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    add_strict_vocab_argument(parser)
     return parser
 
 
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     from qkv.cli.checks import device, generation_fits_memory
     from qkv.cli.main import CliError
+    from qkv.cli.vocab import check_vocabulary
     from qkv.generation.sampling import check_sampling
     from qkv.models import GPT
     from qkv.training.checkpoint import load_for_inference
@@ -108,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.prompt:
         raise CliError("--prompt is empty; pass some text to continue (default: a newline)")
+    check_vocabulary(tokenizer, args.prompt, strict=args.strict_vocab, what="--prompt")
     ids = tokenizer.encode(args.prompt, add_special_tokens=False)
     if not ids:
         raise CliError(f"--prompt {args.prompt!r} encodes to no tokens; pass other text")
