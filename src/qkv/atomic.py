@@ -79,6 +79,11 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.filename is None and error.errno is not None:  # name the file being written
+            raise type(error)(error.errno, error.strerror, str(target)) from error
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

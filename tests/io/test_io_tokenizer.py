@@ -6,12 +6,19 @@ import qkv.data
 import qkv.io
 
 
-def test_io_names_are_the_data_tokenizer() -> None:
+def test_io_names_are_the_data_tokenizer(tmp_path) -> None:
     assert qkv.io.Tokenizer is qkv.data.Tokenizer
+    # qkv.load_tokenizer is the io layer's reader (run folders, manifest hashes) over the data
+    # layer's: both give the one Tokenizer type, the same tokenizer.
     assert qkv.io.load_tokenizer is qkv.load_tokenizer
     from qkv.data.tokenizers import build_tokenizer
 
-    assert isinstance(build_tokenizer("char", "abc"), qkv.io.Tokenizer)
+    tokenizer = build_tokenizer("char", "abc")
+    assert isinstance(tokenizer, qkv.io.Tokenizer)
+    tokenizer.save(tmp_path)
+    for reader in (qkv.load_tokenizer, qkv.data.load_tokenizer):
+        loaded = reader(tmp_path)
+        assert type(loaded) is qkv.data.Tokenizer and loaded.to_str() == tokenizer.to_str()
 
 
 def test_load_tokenizer_reads_a_folder_as_the_data_layer_does(tmp_path) -> None:

@@ -12,7 +12,7 @@ from train_helpers import TINY
 import qkv
 from qkv.data.batches import fixed_eval_batches
 from qkv.training import checkpoint as ckpt
-from qkv.training import step, trainer
+from qkv.training import checkpointer, step, trainer
 from qkv.training.config import TrainConfig
 from qkv.training.metrics import read_metrics
 from qkv.training.prepare import prepare_data
@@ -64,17 +64,17 @@ def test_keeps_last_k_and_best(corpus_file: Path, tmp_path: Path, monkeypatch) -
 def test_interrupted_checkpoint_write_keeps_the_previous_one(
     corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = torch.save
+    real_save = checkpointer.save_train_state
     calls = []
 
-    def crash_on_second(obj: object, path: object, *args: object, **kwargs: object) -> None:
+    def crash_on_second(state: dict, path: Path) -> None:
         calls.append(path)
         if len(calls) == 2:
             Path(path).write_bytes(b"half a file")  # the crash hits mid-write
             raise OSError("disk full")
-        real_save(obj, path, *args, **kwargs)
+        real_save(state, path)
 
-    monkeypatch.setattr(torch, "save", crash_on_second)
+    monkeypatch.setattr(checkpointer, "save_train_state", crash_on_second)
     run = tmp_path / "run"
     with pytest.raises(OSError, match="disk full"):
         trainer.train(_config(corpus_file, max_iters=20, eval_interval=10), run, quiet=True)

@@ -14,6 +14,8 @@ import argparse
 import math
 from typing import Any
 
+from qkv.cli.vocab import add_strict_vocab_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from qkv.cli.model_args import add_model_arguments
@@ -36,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--val-fraction", type=float, default=0.1, help="for --split")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    add_strict_vocab_argument(parser)
     return parser
 
 
@@ -82,9 +85,19 @@ def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, 
     return total, torch.cat(targets_seen)
 
 
+def _unknown_tokens(tokenizer: Any, tokens: Any) -> int:
+    """How many of ``tokens`` (the text's ids) are the tokenizer's unknown token."""
+    import numpy as np
+
+    unk = tokenizer.token_id("unk")
+    return 0 if unk is None else int(np.count_nonzero(np.asarray(tokens) == unk))
+
+
 def run(args: argparse.Namespace) -> int:
+    from qkv.cli.checks import device, eval_fits_memory, input_path
     from qkv.cli.main import CliError
     from qkv.cli.model_args import model_name, open_language_model
+    from qkv.cli.vocab import check_vocabulary
     from qkv.data.corpus import read_corpus, split_point
     from qkv.data.token_cache import cached_tokens
     from qkv.training.metrics import perplexity
@@ -93,14 +106,24 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0 < args.val_fraction < 1:
         raise CliError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    args.device = device(args.device)
     lm = open_language_model(model_name(args), args.revision, device=args.device, command="eval")
     model, tokenizer, directory = lm.model, lm.tokenizer, lm.directory
-    corpus = read_corpus(args.data)
+    corpus = read_corpus(input_path(args.data, "--data"))
     tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
     cut = split_point(len(tokens), args.val_fraction)
     tokens = {"all": tokens, "train": tokens[:cut], "val": tokens[cut:]}[args.split]
     if len(tokens) < 2:
         raise CliError(f"{args.data} ({args.split}) has {len(tokens)} tokens; need at least 2")
+    unknown = _unknown_tokens(tokenizer, tokens)
+    if unknown:  # only then read the text again for the examples
+        check_vocabulary(
+            tokenizer, corpus.text, strict=args.strict_vocab, what=f"--data {args.data}"
+        )
+    eval_fits_memory(
+        len(tokens), block_size=model.config.n_positions, batch_size=args.batch_size,
+        vocab_size=model.config.vocab_size, device=args.device,
+    )  # fmt: skip
     total, targets = evaluate_text(
         model, tokens, block_size=model.config.n_positions, batch_size=args.batch_size,
         device=args.device,
@@ -121,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
         ("perplexity", f"{perplexity(loss):.3f}"),
         (f"bits/{unit}", f"{total / max(units, 1) / math.log(2):.4f}"),
     ]
+    if unknown:
+        share = 100 * unknown / len(tokens)
+        rows.append(("unknown tokens", f"{unknown:,} ({share:.1f}%) [UNK]: placeholders, not text"))
     for name, value in rows:
         print(f"{name:<15} {value}")
     return 0

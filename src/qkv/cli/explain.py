@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from qkv.cli.vocab import add_strict_vocab_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from qkv.viz.model_source import add_color_argument, add_model_argument
@@ -34,21 +36,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--width", type=int, default=100, help="text width for wrapping (default 100)"
     )
+    add_strict_vocab_argument(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from qkv.cli.vocab import check_vocabulary
     from qkv.viz.explain import explain
-    from qkv.viz.model_source import emit, wants_color
+    from qkv.viz.model_source import emit, open_model, require_tokenizer, wants_color
 
+    opened = open_model(args.model, args.revision)
+    tokenizer = require_tokenizer(opened)
+    check_vocabulary(tokenizer, args.text, strict=args.strict_vocab, what="the text")
     walk = explain(
-        args.text,
-        model_dir=args.model,
-        revision=args.revision,
-        layer=args.layer,
-        head=args.head,
-        token=args.token,
-    )
+        args.text, model=opened.model, tokenizer=tokenizer, model_name=opened.name,
+        layer=args.layer, head=args.head, token=args.token,
+    )  # fmt: skip
     if args.json:
         emit(json.dumps(walk.to_json_dict(), allow_nan=False))
     else:

@@ -14,6 +14,8 @@ import argparse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from qkv.cli.vocab import add_strict_vocab_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from qkv.cli.model_args import MAX_NEW_TOKENS, add_model_arguments, add_sampling_arguments
@@ -39,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--chat-template", metavar="FILE", default=None,
         help="with --chat: a Jinja chat template file, for a model without one",
     )  # fmt: skip
+    add_strict_vocab_argument(parser)
     return parser
 
 
@@ -131,6 +134,7 @@ def chat_prompt(lm: Any, messages: list[dict[str, str]], template: str | None) -
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from qkv.cli.checks import device, generation_fits_memory
     from qkv.cli.main import CliError
     from qkv.cli.model_args import (
         MAX_NEW_TOKENS,
@@ -140,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         read_chat_template,
         sampling,
     )
+    from qkv.cli.vocab import check_vocabulary
 
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise CliError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
@@ -147,10 +152,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--system and --chat-template apply to --chat; add --chat")
     template = read_chat_template(args.chat_template)
     name = model_name(args)
-    lm = open_language_model(name, args.revision, device=args.device, command="generate")
+    lm = open_language_model(name, args.revision, device=device(args.device), command="generate")
     settings = sampling(args, lm, stop_at_tokenizer_eos=args.chat)
     if not args.prompt:
         raise CliError("--prompt is empty; pass some text to continue (default: a newline)")
+    check_vocabulary(lm.tokenizer, args.prompt, strict=args.strict_vocab, what="--prompt")
     if args.chat:
         messages = [{"role": "system", "content": args.system}] if args.system else []
         ids = chat_prompt(lm, [*messages, {"role": "user", "content": args.prompt}], template)
@@ -160,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if not ids:
         raise CliError(f"--prompt {args.prompt!r} encodes to no tokens; pass other text")
     count = max_new_tokens(args, lm, len(ids), MAX_NEW_TOKENS)
+    generation_fits_memory(count)
     if not args.chat:
         sys.stdout.write(args.prompt)
         sys.stdout.flush()

@@ -3,7 +3,10 @@
 Each subcommand lives in its own module ``qkv.cli.<name>`` exposing
 ``add_parser(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``. Modules keep
 heavy imports inside ``run`` so ``qkv --help`` stays fast. Errors a user can fix are raised as
-:class:`CliError` (or ValueError / FileNotFoundError) and printed as one line with exit code 2.
+:class:`CliError` (or ValueError / FileNotFoundError) and printed as one line with exit code 2;
+so are faults of the environment: a full or read-only disk, a permission, a symlink loop, an
+I/O error (any OSError, described by :func:`qkv.io.files.describe_os_error`) and memory that
+cannot be allocated. A closed stdout (``qkv generate ... | head``) ends output quietly.
 """
 
 from __future__ import annotations
@@ -70,9 +73,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("qkv: interrupted", file=sys.stderr)
         return 130
     except (CliError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"qkv: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(str(e) or type(e).__name__)
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except OSError as error:
+        from qkv.io.files import describe_os_error
+
+        return _fail(describe_os_error(error))
+    except MemoryError:
+        return _fail(
+            "out of memory: an allocation failed; use smaller sizes (--batch-size, "
+            "--block-size, ...) or a machine with more memory"
+        )
+    except RuntimeError as error:  # PyTorch reports failed allocations as RuntimeError
+        text = str(error)
+        if "can't allocate memory" not in text and "out of memory" not in text.lower():
+            raise
+        return _fail(f"out of memory ({text.splitlines()[0][:200]}); use smaller sizes")
+
+
+def _fail(message: str) -> int:
+    lines = message.strip().splitlines()
+    print(f"qkv: error: {lines[0] if lines else message}", file=sys.stderr)
+    return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not fail on the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from qkv.cli.main import CliError
+from qkv.cli.vocab import add_strict_vocab_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,10 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--title", default=None, help="figure / page title")
     add_color_argument(parser)
+    add_strict_vocab_argument(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from qkv.cli.vocab import check_vocabulary
     from qkv.viz.capture import capture
     from qkv.viz.explain import check_index
     from qkv.viz.model_source import emit, open_model, require_tokenizer
@@ -55,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CliError(f"--top-k must be >= 1, got {args.top_k}")
     opened = open_model(args.model, args.revision)
-    cap = capture(opened.model, require_tokenizer(opened), args.text, model_name=opened.name)
+    tokenizer = require_tokenizer(opened)
+    check_vocabulary(tokenizer, args.text, strict=args.strict_vocab, what="the text")
+    cap = capture(opened.model, tokenizer, args.text, model_name=opened.name)
     layer = check_index("layer", args.layer, cap.num_layers)
     head = check_index("head", args.head, cap.num_heads)
     if args.rollout:

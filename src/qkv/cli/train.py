@@ -36,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
+    from qkv.cli.checks import input_path
     from qkv.cli.main import CliError
     from qkv.training.config import config_from_args, given_flags
     from qkv.training.run_dir import plan_resume
     from qkv.training.trainer import TrainingInterrupted, train
 
     if args.data is not None:
-        args.data = str(Path(args.data).expanduser().resolve())
+        args.data = str(input_path(args.data, "--data"))
     if args.resume is not None:
         if args.overwrite:
             raise CliError("--resume and --overwrite contradict each other; pass one of them")

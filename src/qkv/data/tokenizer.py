@@ -19,7 +19,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ from qkv.atomic import write_atomic, write_json_atomic
 from qkv.data.chat import Templates, render_chat, select_template
 from qkv.data.tokenizer_backends import bpe_backend, char_backend
 from qkv.data.tokenizer_files import read_tokenizer, special_token_roles
+
+if TYPE_CHECKING:
+    from qkv.data.unknown import UnknownReport
 
 
 class Tokenizer:
@@ -213,6 +216,14 @@ class Tokenizer:
                 raise ValueError(f"token id {i} is out of range for a vocabulary of {vocab_size}")
             out.append(self.backend.id_to_token(i))
         return out
+
+    def unknown_report(self, text: str, *, examples: int = 5) -> UnknownReport:
+        """How many tokens of ``text`` are the unknown token ([UNK]) and the characters (for
+        WordPiece: words) they replaced, most frequent first: a char-level vocabulary knows
+        only its corpus's characters. ``report.describe()`` says it in one sentence."""
+        from qkv.data.unknown import unknown_report
+
+        return unknown_report(self, text, examples=examples)
 
     def __call__(
         self,

@@ -15,6 +15,8 @@ from qkv.io.checkpoint import is_qkv_config, load_qkv, save_qkv
 from qkv.io.files import read_json
 from qkv.io.hf import load_hf, save_hf, supported
 from qkv.io.hub import resolve_model
+from qkv.io.integrity import read_manifest, verified_while_reading
+from qkv.io.run_folder import checkpoint_of_run, confined_location, is_run_folder
 from qkv.io.state import finish
 
 
@@ -31,7 +33,8 @@ def load(
     huggingface_hub cache at ``revision``, or read from it when ``HF_HUB_OFFLINE=1``; a local
     folder of the same spelling wins; see :func:`qkv.io.hub.resolve_model`). The folder is a
     qkv checkpoint (``config.json`` with ``"format": "qkv"`` +
-    ``model.safetensors``, see :mod:`qkv.io.checkpoint`) or a Hugging Face directory
+    ``model.safetensors``, see :mod:`qkv.io.checkpoint`), a ``qkv train`` run folder (its
+    ``best`` checkpoint, else its ``latest``), or a Hugging Face directory
     (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) of GPT-2
     (GPT2LMHeadModel / GPT2Model), Llama (LlamaForCausalLM / LlamaModel) or BERT (BertModel,
     BertForMaskedLM, sentence-transformers directories).
@@ -40,7 +43,9 @@ def load(
     GPT-2 and Llama give a :class:`qkv.models.GPT`, BertModel a :class:`qkv.models.Bert`,
     BertForMaskedLM a :class:`qkv.models.BertForMaskedLM`. Every tensor is checked: a
     missing/unexpected tensor, a wrong shape, or a truncated file raises ValueError naming
-    the file and the tensor.
+    the file and the tensor. A checkpoint with a manifest (``checkpoint.json``, as
+    ``qkv train`` writes) has the SHA-256 of its config and weights checked first: a changed
+    file raises ValueError naming it; folders without one load unchecked.
 
     Example::
 
@@ -53,15 +58,35 @@ def load(
         location = location.parent  # config.json or a weights file inside the directory
     if not location.is_dir():
         raise FileNotFoundError(f"no model directory at {location}")
+    location = checked_model_dir(location)
     config_file = location / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(
             f"{config_file} not found: a model directory needs config.json beside its weights "
             f"(qkv checkpoints, or Hugging Face {supported()})"
         )
-    raw = read_json(config_file)
-    model = load_qkv(location, raw) if is_qkv_config(raw) else load_hf(location, raw)
+    with verified_while_reading(location, model_file_names(location)):
+        raw = read_json(config_file)
+        model = load_qkv(location, raw) if is_qkv_config(raw) else load_hf(location, raw)
     return finish(model, dtype, device)
+
+
+def checked_model_dir(location: Path) -> Path:
+    """The checkpoint folder ``load`` reads for directory ``location``, after the checks that
+    make it safe to read: a run folder stands for its best (else latest) checkpoint, a link a
+    run folder holds must stay inside it, and a manifest must be well-formed and name only
+    the folder's own files. (The files' hashes are checked while they are read.)"""
+    location = confined_location(location)
+    if not (location / "config.json").is_file() and is_run_folder(location):
+        location = checkpoint_of_run(location, prefer="best")
+    read_manifest(location)
+    return location
+
+
+def model_file_names(directory: Path) -> list[str]:
+    """Names of the files ``load`` may read in ``directory``: config.json and weights."""
+    weights = (".safetensors", ".bin", ".index.json")
+    return ["config.json", *sorted(p.name for p in directory.iterdir() if p.name.endswith(weights))]
 
 
 def save(

@@ -9,8 +9,10 @@ then the data section whose size must equal the largest ``end``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from qkv.atomic import atomic_path, read_json, write_atomic, write_json_atomic
 __all__ = [
     "atomic_path",
     "check_safetensors",
+    "describe_os_error",
     "read_json",
     "read_weights",
     "save_safetensors",
@@ -45,7 +48,56 @@ def save_safetensors(
     from safetensors.torch import save_file
 
     flat = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    write_atomic(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(flat, str(tmp), metadata=metadata)
+        except Exception as error:  # safetensors' Rust I/O errors carry the OS error number
+            raise _os_error_of(error, path) from None
+
+    write_atomic(path, write)
+
+
+def _os_error_of(error: Exception, path: str | os.PathLike[str]) -> Exception:
+    """The OSError behind a safetensors write failure ("... (os error 28)"), else ``error``."""
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    if found is None:
+        return error
+    number = int(found.group(1))
+    return OSError(number, os.strerror(number), str(path))
+
+
+# errno -> (what happened, how to fix it), for the one-line CLI message of an OSError.
+_OS_FAULTS = {
+    errno.ENOSPC: ("disk full", "free space on that disk or write somewhere else"),
+    errno.EDQUOT: ("disk quota exceeded", "free space or write somewhere else"),
+    errno.EROFS: ("read-only file system", "write somewhere writable"),
+    errno.EACCES: ("permission denied", "check the permissions or use another path"),
+    errno.EPERM: ("operation not permitted", "check the permissions or use another path"),
+    errno.ELOOP: ("symlink loop", "point the path at a real file or folder"),
+    errno.EIO: ("I/O error", "the disk or network file system failed; check it and retry"),
+    errno.EFBIG: ("file too large for its file system", "write somewhere else"),
+    errno.ENAMETOOLONG: ("file name too long", "use a shorter path"),
+    errno.EMFILE: ("too many open files", "raise the limit (ulimit -n) or close programs"),
+    errno.ENODEV: ("no such device", "check the path's device"),
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError: what happened (errno name), where, and the fix; a message
+    that adds context to the OS's own (``OSError(ENOSPC, "... while writing ...")``) keeps
+    that context."""
+    number = error.errno
+    name = errno.errorcode.get(number, "") if number is not None else ""
+    where = f" at {error.filename}" if error.filename else ""
+    if error.filename2:
+        where += f" -> {error.filename2}"
+    text = error.strerror or str(error)
+    own = os.strerror(number) if number is not None else ""
+    label, fix = _OS_FAULTS.get(number, (own or "OS error", ""))
+    detail = text if text != own else fix
+    code = f" ({name})" if name else ""
+    return f"{label}{code}{where}: {detail}" if detail else f"{label}{code}{where}"
 
 
 def check_safetensors(path: Path) -> dict[str, dict]:

@@ -4,44 +4,49 @@ A run directory looks like::
 
     out/
       run.json                     marks the directory as a qkv training run
+      train.lock                   pid, host and start of the process training in it (flock)
       metrics.jsonl, loss.png
       checkpoints/step-00000250/   one loadable model directory per checkpoint:
         config.json, model.safetensors   (qkv.save: qkv.load(dir) opens it)
         tokenizer.json                   (qkv.load_tokenizer(dir) opens it)
         train_config.json                TrainConfig
-        train_state.pt                   optimizer, step, RNG and data-order states
+        train_state.pt                   optimizer, step, RNG and data-order states, as
+                                         tensors and plain values (read weights_only)
         checkpoint.json                  step, val loss, SHA-256 of every file (written last)
       latest -> checkpoints/step-...  best -> checkpoints/step-...   (symlinks)
 
 A checkpoint is assembled in ``checkpoints/.tmp-*``, every file fsynced, then renamed into
 place and the ``latest`` link swapped atomically (:mod:`qkv.atomic`); a crash at any point
 leaves the previous checkpoint and links intact (a stale ``.tmp-*`` folder is removed by the
-next save).
+next save). Readers never follow a link out of the run folder, check every file's SHA-256
+against the manifest (:mod:`qkv.io.integrity`), and read ``train_state.pt`` as data only
+(:mod:`.state_file`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from qkv.atomic import replace_dir_atomic, symlink_atomic
+from qkv.io.integrity import MANIFEST, hash_files, read_manifest, verify_files
+from qkv.io.run_folder import (
+    CHECKPOINTS,
+    checkpoint_of_run,
+    confined_location,
+    resolve_inside,
+)
+from qkv.training.state_file import STATE
+from qkv.training.state_file import load_train_state as _load_state_file
 
-CHECKPOINTS = "checkpoints"
-MANIFEST = "checkpoint.json"
-STATE = "train_state.pt"
 TRAIN_CONFIG = "train_config.json"
 TOKENIZER = "tokenizer.json"
-RUN_MARKER = "run.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,35 +56,6 @@ class CheckpointInfo:
     path: Path
     step: int
     val_loss: float | None
-
-
-def rng_state() -> dict[str, Any]:
-    """Every global RNG state: torch CPU (and CUDA), python ``random``, numpy."""
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_model_dir(model: nn.Module, directory: Path) -> None:
@@ -117,12 +93,7 @@ def write_checkpoint(
     tmp.mkdir()
     try:
         write_files(tmp)
-        files = sorted(p for p in tmp.iterdir() if p.is_file())
-        manifest = {
-            "step": step,
-            "val_loss": val_loss,
-            "files": {p.name: _sha256(p) for p in files},
-        }
+        manifest = {"step": step, "val_loss": val_loss, "files": hash_files(tmp)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         # An existing folder is the same step saved again (e.g. Ctrl-C right after a save).
         final = replace_dir_atomic(tmp, root / name)
@@ -151,23 +122,15 @@ def describe_latest(run_dir: Path) -> str:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint folder meant by ``path``: a checkpoint itself, or a run directory (its
-    ``latest``). Raises FileNotFoundError saying what was looked for."""
+    ``latest``). Links a run folder holds must point inside it (ValueError otherwise).
+    Raises FileNotFoundError saying what was looked for."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass a run or checkpoint dir")
+    path = confined_location(path)
     if (path / MANIFEST).is_file() or (path / "config.json").is_file():
         return path
-    latest = path / "latest"
-    if latest.exists():
-        return latest.resolve()
-    root = path / CHECKPOINTS
-    steps = sorted(root.glob("step-*")) if root.is_dir() else []
-    if steps:
-        return steps[-1]
-    raise FileNotFoundError(
-        f"no checkpoint in {path} (expected {path}/latest, {path}/{CHECKPOINTS}/step-* or a "
-        "model directory with config.json); train one with `qkv train --out-dir DIR`"
-    )
+    return checkpoint_of_run(path, prefer="latest")
 
 
 def verify_checkpoint(path: Path) -> dict[str, Any]:
@@ -175,39 +138,19 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
 
     Raises ValueError naming the damaged file and how to recover.
     """
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
+    manifest = read_manifest(path)
+    if manifest is None:
         raise ValueError(
             f"{path} is not a complete training checkpoint (no {MANIFEST}); resume from another "
             f"one under {path.parent}"
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(
-            f"{manifest_path} is corrupt (not JSON); resume from another checkpoint"
-        ) from None
-    for name, digest in manifest.get("files", {}).items():
-        file = path / name
-        if not file.is_file():
-            raise ValueError(f"checkpoint {path} is missing {name}; resume from another checkpoint")
-        if _sha256(file) != digest:
-            raise ValueError(
-                f"checkpoint file {file} is corrupt (SHA-256 mismatch); resume from another "
-                f"checkpoint under {path.parent}"
-            )
+    verify_files(path, manifest=manifest)
     return manifest
 
 
 def load_train_state(path: Path) -> dict[str, Any]:
-    """``train_state.pt`` of checkpoint ``path`` (verify it first)."""
-    try:
-        return torch.load(path / STATE, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(
-            f"{path / STATE} could not be read ({type(error).__name__}); resume from another "
-            "checkpoint"
-        ) from None
+    """``train_state.pt`` of checkpoint ``path`` (verify it first), read as data only."""
+    return _load_state_file(resolve_inside(path, path / STATE, what="training state"))
 
 
 def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:

@@ -23,6 +23,7 @@ from qkv.training.prepare import build_model, write_tokenizer_json
 from qkv.training.resume import train_state
 from qkv.training.session import TrainSession
 from qkv.training.sharded_state import gather_full_state, unsharded_copy
+from qkv.training.state_file import save_train_state
 
 
 class Checkpointer:
@@ -53,7 +54,9 @@ class Checkpointer:
         """Checkpoint the session after ``step`` (``val_loss``: None when not evaluated).
 
         Returns the new checkpoint on rank 0, None on the others. Raises TrainingError, and
-        writes nothing, when a parameter is not finite.
+        writes nothing, when a parameter is not finite; an OSError (disk full, read-only)
+        says which checkpoint is still intact (the write is atomic: nothing half-written
+        stays behind).
         """
         session = self.session
         source, full_optimizer_state = self._full_model_and_optimizer_state()
@@ -61,14 +64,17 @@ class Checkpointer:
         if source is not None:  # rank 0
             _check_finite(source, step, session.out_dir)
             state = train_state(session, step, full_optimizer_state=full_optimizer_state)
-            info = ckpt.write_checkpoint(
-                session.out_dir,
-                step=step,
-                val_loss=val_loss,
-                write_files=lambda tmp: self._write_files(tmp, source, state),
-                keep_last=session.config.keep_last,
-                best=self.best,
-            )
+            try:
+                info = ckpt.write_checkpoint(
+                    session.out_dir,
+                    step=step,
+                    val_loss=val_loss,
+                    write_files=lambda tmp: self._write_files(tmp, source, state),
+                    keep_last=session.config.keep_last,
+                    best=self.best,
+                )
+            except OSError as error:
+                raise _with_context(error, step, session.out_dir) from None
             if val_loss is not None and (
                 self.best is None or self.best.val_loss is None or val_loss < self.best.val_loss
             ):
@@ -98,7 +104,7 @@ class Checkpointer:
         (directory / ckpt.TRAIN_CONFIG).write_text(
             json.dumps(session.config.to_dict(), indent=2) + "\n", encoding="utf-8"
         )
-        torch.save(state, directory / ckpt.STATE)
+        save_train_state(state, directory / ckpt.STATE)
 
 
 def _check_finite(model: nn.Module, step: int, out_dir: Path) -> None:
@@ -108,3 +114,15 @@ def _check_finite(model: nn.Module, step: int, out_dir: Path) -> None:
                 f"parameter {name} is not finite at step {step}; not saved. "
                 f"Lower --lr and resume from {out_dir / 'latest'}"
             )
+
+
+def _with_context(error: OSError, step: int, out_dir: Path) -> OSError:
+    """``error`` saying the failed write was checkpoint ``step`` and what is left intact."""
+    if error.errno is None:
+        return error
+    context = (
+        f"{error.strerror} while writing checkpoint step {step}; the last good checkpoint "
+        f"({ckpt.describe_latest(out_dir)}) is intact: fix this, then continue with "
+        f"`qkv train --resume {out_dir}`"
+    )
+    return type(error)(error.errno, context, error.filename)

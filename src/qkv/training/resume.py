@@ -1,7 +1,8 @@
 """What a checkpoint saves of a run besides its weights, and putting a run back from it.
 
 ``train_state.pt`` holds the optimizer state, the data sampler's generator, every global RNG
-state of rank 0, the step and the corpus hash. :func:`train_state` writes exactly what
+state of rank 0, the step and the corpus hash, all as tensors and plain values
+(:mod:`.state_file` writes and reads the file). :func:`train_state` writes exactly what
 :func:`restore` reads, so the two sides of resuming are read together here. Other ranks do
 not save their RNG: their dropout streams are re-derived from the seed, rank and step.
 """
@@ -14,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from qkv.io.run_folder import check_confined, resolve_inside
 from qkv.training import checkpoint as ckpt
 from qkv.training.metrics import truncate_metrics
 from qkv.training.prepare import read_tokenizer_json
 from qkv.training.sharded_state import FULL_BY_NAME, load_full_optimizer_state
+from qkv.training.state_file import rng_state, set_rng_state, tagged
 
 if TYPE_CHECKING:
     from qkv.data.tokenizer import Tokenizer
@@ -35,11 +38,16 @@ class ResumePoint:
     tokenizer: Tokenizer
 
 
-def read_resume_point(directory: Path) -> ResumePoint:
+def read_resume_point(directory: Path, *, run_dir: Path | None = None) -> ResumePoint:
     """Verify checkpoint ``directory`` (SHA-256 of every file) and read its training state.
 
-    Raises ValueError naming a missing, damaged or unreadable file.
+    ``run_dir``: the folder the resumed run writes into; the checkpoint must lie inside it
+    and the folder must not point outside itself, so a run never writes into another one.
+    Raises ValueError naming a missing, damaged or unreadable file, or the escaping link.
     """
+    if run_dir is not None:
+        check_confined(run_dir)
+        directory = resolve_inside(run_dir, directory, what="the checkpoint to resume,")
     manifest = ckpt.verify_checkpoint(directory)
     state = ckpt.load_train_state(directory)
     return ResumePoint(
@@ -68,14 +76,16 @@ def train_state(
     optimizer's own (index-keyed) state dict is saved.
     """
     gathered = full_optimizer_state is not None
-    return {
-        "optimizer": full_optimizer_state if gathered else session.optimizer.state_dict(),
-        "optimizer_format": FULL_BY_NAME if gathered else "torch",
-        "sampler": session.sampler.state_dict(),
-        "rng": ckpt.rng_state(),
-        "step": step,
-        "corpus_sha256": session.data.corpus_sha256,
-    }
+    return tagged(
+        {
+            "optimizer": full_optimizer_state if gathered else session.optimizer.state_dict(),
+            "optimizer_format": FULL_BY_NAME if gathered else "torch",
+            "sampler": session.sampler.state_dict(),
+            "rng": rng_state(),
+            "step": step,
+            "corpus_sha256": session.data.corpus_sha256,
+        }
+    )
 
 
 def restore(session: TrainSession, point: ResumePoint) -> None:
@@ -94,7 +104,7 @@ def restore(session: TrainSession, point: ResumePoint) -> None:
     if env.is_main:
         truncate_metrics(session.out_dir / "metrics.jsonl", session.step)
     if env.rank == 0:
-        ckpt.set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
     else:  # other ranks' dropout streams are re-derived, not saved
         torch.manual_seed(session.config.seed + 1000 * env.rank + session.step)
 

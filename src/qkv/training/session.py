@@ -1,7 +1,7 @@
 """A run's working set before its first step: the :class:`TrainSession`.
 
-:func:`start_session` is the ``qkv train`` recipe: claim the run directory (or read the
-checkpoint to resume), prepare the corpus, build the preset model, then
+:func:`start_session` is the ``qkv train`` recipe: read the checkpoint to resume (or, once the
+corpus proved usable, claim the run directory), prepare the corpus, build the preset model, then
 :func:`open_session` wraps it for DDP / FSDP, makes the optimizer and the batch sources, and
 :func:`qkv.training.resume.restore` puts a resumed run back where it stopped.
 
@@ -28,6 +28,7 @@ from qkv.data.batches import BatchSampler, fixed_eval_batches
 from qkv.training import distributed as dist_utils
 from qkv.training import resume
 from qkv.training.config import TrainConfig
+from qkv.training.limits import check_work_bounds
 from qkv.training.optim import make_adamw
 from qkv.training.prepare import PreparedData, build_model, load_weights, prepare_data
 from qkv.training.run_dir import claim_run_dir
@@ -106,10 +107,8 @@ def start_session(
     ``resume_from`` restored to its step, optimizer, data order and RNG states."""
     point = None
     if resume_from is not None:
-        point = resume.read_resume_point(Path(resume_from))
+        point = resume.read_resume_point(Path(resume_from), run_dir=out_dir)
         say(f"resuming {out_dir} from step {point.step}", env, quiet)
-    elif env.is_main:
-        claim_run_dir(out_dir, config, overwrite=overwrite)
     dist_utils.barrier(env)
     if env.enabled:
         mode = "FSDP (sharded)" if config.fsdp else "DDP"
@@ -124,6 +123,9 @@ def start_session(
     )
     if point is not None:
         resume.check_same_corpus(point, data)
+    check_work_bounds(config, data)
+    if point is None and env.is_main:  # the data is usable: only now the folder is claimed
+        claim_run_dir(out_dir, config, overwrite=overwrite)
     raw_model = build_model(config, data.tokenizer)
     if point is not None:
         load_weights(raw_model, point.directory)

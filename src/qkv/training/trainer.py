@@ -9,7 +9,7 @@ The parts, each its own module: :mod:`.session` (what a run holds: data, model, 
 batches), :mod:`.resume` (what a checkpoint saves besides weights, and restoring it),
 :mod:`.step` (one optimizer step, evaluation, the loss), :mod:`.checkpointer` (best / latest,
 FSDP gathering, the files). This module only runs the loop over them: logging, evaluation
-and checkpoint intervals, Ctrl-C.
+and checkpoint intervals, Ctrl-C and SIGTERM, and the run folder's lock (:mod:`.run_lock`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ from qkv.training import distributed as dist_utils
 from qkv.training.checkpointer import Checkpointer
 from qkv.training.config import TrainConfig
 from qkv.training.errors import TrainingError, TrainingInterrupted
+from qkv.training.limits import check_fits_memory
 from qkv.training.metrics import MetricsLog, perplexity, plot_losses
 from qkv.training.progress import Progress
-from qkv.training.session import TrainSession, start_session
+from qkv.training.run_dir import check_claimable
+from qkv.training.run_lock import held
+from qkv.training.session import TrainSession, say, start_session
 from qkv.training.step import evaluate, optimizer_step
 
 __all__ = ["TrainResult", "TrainingError", "TrainingInterrupted", "run", "train"]
@@ -47,25 +50,32 @@ class TrainResult:
     elapsed_s: float
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _StopFlag:
-    """SIGINT sets a flag the loop checks between steps (a second Ctrl-C interrupts at once)."""
+    """SIGINT (Ctrl-C) and SIGTERM (what schedulers and ``kill`` send first) set a flag the
+    loop checks between steps; a second Ctrl-C interrupts at once, a second SIGTERM ends the
+    process."""
 
     def __init__(self) -> None:
-        self.raised = False
-        self._previous: Any = None
+        self.raised: str | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for number in _STOP_SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.raised = True
+        self.raised = signal.Signals(signum).name
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
 
 
 def train(
@@ -78,7 +88,9 @@ def train(
 ) -> TrainResult:
     """Train ``config`` into ``out_dir``; with ``resume_from`` (a checkpoint folder) continue
     that run bit-identically. Raises ValueError / FileNotFoundError for bad input,
-    TrainingError for a diverged run, TrainingInterrupted after Ctrl-C (checkpoint saved).
+    TrainingError for a diverged run, TrainingInterrupted after Ctrl-C or SIGTERM (checkpoint
+    saved). The process holds ``out_dir``'s lock while it trains (rank 0 under torchrun): a
+    second trainer on the folder is refused (:class:`~.run_lock.RunFolderInUse`).
 
     Example::
 
@@ -88,18 +100,24 @@ def train(
     out_dir = Path(out_dir).expanduser()
     env = dist_utils.setup(config.device)
     try:
-        session = start_session(
-            config, out_dir, env, resume_from=resume_from, overwrite=overwrite, quiet=quiet
-        )
-        checkpointer = Checkpointer(session, resumed=resume_from is not None)
-        return run(session, checkpointer, quiet=quiet)
+        # Refusals that need no data come before anything is written or allocated.
+        check_fits_memory(config, env.device, vocab_size=_vocab_lower_bound(config),
+                          world_size=env.world_size)  # fmt: skip
+        if env.is_main and resume_from is None:
+            check_claimable(out_dir, overwrite=overwrite)  # before the lock creates anything
+        with held(out_dir, enabled=env.is_main, say=lambda text: say(text, env, quiet)):
+            session = start_session(
+                config, out_dir, env, resume_from=resume_from, overwrite=overwrite, quiet=quiet
+            )
+            checkpointer = Checkpointer(session, resumed=resume_from is not None)
+            return run(session, checkpointer, quiet=quiet)
     finally:
         dist_utils.teardown(env)
 
 
 def run(session: TrainSession, checkpointer: Checkpointer, *, quiet: bool = False) -> TrainResult:
     """Step ``session`` to ``config.max_iters``, logging, evaluating and checkpointing at the
-    configured intervals. Ctrl-C stops at the next step boundary, saves, and raises
+    configured intervals. Ctrl-C or SIGTERM stops at the next step boundary, saves, and raises
     TrainingInterrupted."""
     config, env, out_dir = session.config, session.env, session.out_dir
     metrics = MetricsLog(out_dir / "metrics.jsonl", enabled=env.is_main)
@@ -113,8 +131,9 @@ def run(session: TrainSession, checkpointer: Checkpointer, *, quiet: bool = Fals
     started = time.perf_counter()
     last_time, last_saved, loss_value, val_loss = started, session.step, None, None
     info = None
+    stop = _StopFlag()
     try:
-        with _StopFlag() as stop:
+        with stop:
             while session.step < config.max_iters:
                 stats = optimizer_step(session)
                 session.step += 1
@@ -149,18 +168,20 @@ def run(session: TrainSession, checkpointer: Checkpointer, *, quiet: bool = Fals
                 if step % config.save_every == 0 or step == config.max_iters:
                     info = checkpointer.save(step, val_loss if evaluated else None) or info
                     last_saved = step
-                if dist_utils.any_across(stop.raised, env):
+                if dist_utils.any_across(stop.raised is not None, env):
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         progress.close()
         if session.step > last_saved:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the save finish
+            previous = {n: signal.signal(n, signal.SIG_IGN) for n in _STOP_SIGNALS}  # let it save
             try:
                 checkpointer.save(session.step, None)
             finally:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                for number, handler in previous.items():
+                    signal.signal(number, handler)
+        by = f" by {stop.raised}" if stop.raised not in (None, "SIGINT") else ""
         raise TrainingInterrupted(
-            f"interrupted at step {session.step}; checkpoint saved in "
+            f"interrupted{by} at step {session.step}; checkpoint saved in "
             f"{ckpt.describe_latest(out_dir)}; continue with `qkv train --resume {out_dir}`"
         ) from None
     finally:
@@ -176,6 +197,12 @@ def run(session: TrainSession, checkpointer: Checkpointer, *, quiet: bool = Fals
         checkpoint=info.path if info is not None else None,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def _vocab_lower_bound(config: TrainConfig) -> int:
+    """At least this many tokens before the tokenizer exists: the 256 bytes of byte-level BPE
+    and its [UNK]; a character vocabulary may be tiny."""
+    return 257 if config.tokenizer == "bpe" else 2
 
 
 def _validation_loss(session: TrainSession) -> float:

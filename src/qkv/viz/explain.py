@@ -249,6 +249,7 @@ def explain(
     tokenizer: Any = None,
     model_dir: str | None = None,
     revision: str | None = None,
+    model_name: str | None = None,
     layer: int = 0,
     head: int = 0,
     token: int | str | None = None,
@@ -257,9 +258,10 @@ def explain(
 
     ``model``/``tokenizer`` are used when given; otherwise the model is opened from
     ``model_dir`` (a qkv or supported Hugging Face checkpoint directory, or a hub id at
-    ``revision``) or, by default, the pretrained all-MiniLM-L6-v2 that installs with qkv.
-    ``token``: index or token string (default: the last non-special token). Raises ValueError
-    for an out-of-range layer, head or token and for empty text.
+    ``revision``) or, by default, the pretrained all-MiniLM-L6-v2 that installs with qkv;
+    ``model_name`` labels the walk. ``token``: index or token string (default: the last
+    non-special token). Raises ValueError for an out-of-range layer, head or token and for
+    empty text.
 
     Example::
 
@@ -271,14 +273,14 @@ def explain(
 
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty: give a sentence to walk through the model")
-    name = None
+    name = model_name
     if model is None or tokenizer is None:
         from qkv.viz.model_source import open_model, require_tokenizer
 
         opened = open_model(model_dir, revision)
         model = model if model is not None else opened.model
         tokenizer = tokenizer if tokenizer is not None else require_tokenizer(opened)
-        name = opened.name
+        name = name or opened.name
     ids = _encode(tokenizer, text)
     if not ids:
         raise ValueError(f"the tokenizer produced no tokens for {text!r}")

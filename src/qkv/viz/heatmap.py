@@ -156,12 +156,23 @@ def plot_head_scores(scores: Any, *, names: tuple[str, ...] | None = None) -> An
 
 
 def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` (parent folders created) and close it."""
+    """Write ``fig`` as PNG to ``path`` (parent folders created) and close it.
+
+    The file is rendered in memory and written atomically: a full or read-only disk raises
+    the OSError and leaves no partial PNG (and any previous file) in place.
+    """
+    import io
+
+    from qkv.atomic import write_bytes_atomic
+
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path} does not end in .png; give a .png file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
