@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from qkv.attention.backends import all_backends, get_backend
 from qkv.attention.call import AttentionCall
+from qkv.attention.empty import is_empty
 
 logger = logging.getLogger("qkv.attention")
 
@@ -90,7 +91,27 @@ SMALL_PROBLEM = 128 * 128
 
 
 def choose(call: AttentionCall, backend: str = "auto") -> BackendChoice:
-    """Pick the backend for ``call``; a named backend that cannot serve it raises ValueError."""
+    """Pick the backend for ``call``; a named backend that cannot serve it raises ValueError.
+
+    A call with a zero-sized batch, query or key dim is answered without any kernel (see
+    ``empty.py``): a named backend then only has to be available here.
+    """
+    if not isinstance(backend, str):
+        raise ValueError(
+            f"backend must be a backend name (str), got {backend!r}; "
+            "use 'auto' or a name from qkv.attention_backends()"
+        )
+    if is_empty(call):
+        why = "a zero-sized batch, query or key dim: the result is defined without a kernel"
+        if backend == "auto":
+            return BackendChoice(backend="reference", reason=why)
+        unavailable = get_backend(backend).available()
+        if unavailable is not None:
+            raise ValueError(
+                f"attention backend {backend!r} cannot serve this call ({call.describe()}): "
+                f"unavailable: {unavailable}; use backend='auto' or another backend"
+            )
+        return BackendChoice(backend=backend, reason=why)
     if backend != "auto":
         chosen = get_backend(backend)
         reason = chosen.refusal(call)
