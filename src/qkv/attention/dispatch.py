@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from qkv.attention.backends import all_backends, get_backend
 from qkv.attention.call import AttentionCall
 from qkv.attention.empty import is_empty
+from qkv.attention.thresholds import CpuThresholds, cpu_thresholds
 
 logger = logging.getLogger("qkv.attention")
 
@@ -39,12 +40,16 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     serves until it became a backend of its own (same routing, same speed).
     """
     order: list[tuple[str, str]] = []
-    if call.q.device.type == "cpu" and _small_for_math(call):
+    cpu = call.q.device.type == "cpu"
+    limits = cpu_thresholds() if cpu else None
+    if limits is not None and _small_for_math(call, limits):
         order.append(
             (
                 "math",
-                f"small CPU problem (Nq ≥ {MATH_MIN_QUERIES}, B·Hq·Nq·Nk ≤ {MATH_MAX_SCORES}): "
-                "matmul → softmax → matmul beats the fused kernel's per-call cost",
+                f"small CPU problem (Nq ≥ {limits.math_min_queries}, Nq·Nk ≤ "
+                f"{limits.math_max_qk}, B·Hq·Nq·Nk ≤ {limits.math_max_scores}; thresholds of "
+                f"{limits.source}): matmul → softmax → matmul beats the fused kernel's "
+                "per-call cost",
             )
         )
     order.append(("sdpa", "PyTorch's fused scaled_dot_product_attention serves this call"))
@@ -52,9 +57,9 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
         order.append(("triton", "fused Triton kernel: serves the variants SDPA cannot fuse"))
     if call.need_weights:
         order.append(("reference", "attention weights requested; reference computes them"))
-    small = call.q_len * call.k_len <= SMALL_PROBLEM
-    if small:
-        order.append(("reference", f"small problem (Nq·Nk ≤ {SMALL_PROBLEM}): one matmul wins"))
+    small_limit = limits.reference_max_qk if limits is not None else SMALL_PROBLEM
+    if call.q_len * call.k_len <= small_limit:
+        order.append(("reference", f"small problem (Nq·Nk ≤ {small_limit}): one matmul wins"))
     if call.q.device.type == "cpu":
         order.append(
             (
@@ -68,25 +73,21 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     return order
 
 
-# CPU problems that ``math`` serves faster than SDPA's fused kernel, measured on a 2-core AMD
-# EPYC (torch 2.13, 2026-11-24; see math_backend.py): forward+backward of every shape up to
-# 128×128 scores per head, and forward up to ~1M scores in all (beyond that the score matrix
-# leaves the cache: (8, 12, 128, 64) fp32 forward 9.0 ms vs SDPA 4.3 ms). With a single query
-# (decoding) SDPA is faster (8 vs 14 us at 64 keys, fp32).
-MATH_MIN_QUERIES = 8
-MATH_MAX_SCORES = 2**20
-
-
-def _small_for_math(call: AttentionCall) -> bool:
+# CPU problems that ``math`` serves faster than SDPA's fused kernel, and up to which the
+# one-shot reference beats the blockwise loops, are measured per CPU capability: see
+# thresholds.py (AVX-512 measured on a 2-core AMD EPYC, torch 2.13, 2026-11-24: forward+
+# backward of every shape up to 128×128 scores per head, forward up to ~1M scores in all;
+# with a single query (decoding) SDPA is faster, 8 vs 14 us at 64 keys, fp32).
+def _small_for_math(call: AttentionCall, limits: CpuThresholds) -> bool:
     scores = call.batch * call.q_heads * call.q_len * call.k_len
     return (
-        call.q_len >= MATH_MIN_QUERIES
-        and call.q_len * call.k_len <= SMALL_PROBLEM
-        and scores <= MATH_MAX_SCORES
+        call.q_len >= limits.math_min_queries
+        and call.q_len * call.k_len <= limits.math_max_qk
+        and scores <= limits.math_max_scores
     )
 
 
-# Nq·Nk up to which the one-shot reference beats the blockwise loop on CPU (measured).
+# Nq·Nk up to which the one-shot reference is preferred off the CPU (CPU: thresholds.py).
 SMALL_PROBLEM = 128 * 128
 
 
