@@ -12,11 +12,11 @@ from qkv.attention import thresholds
 from qkv.attention.thresholds import CpuThresholds
 
 WIDE = CpuThresholds(
-    math_min_queries=8, math_max_qk=128 * 128, math_max_scores=2**20,
+    math_min_queries=8, math_max_qk=128 * 128, math_max_qk_lowp=128 * 128, math_max_scores=2**20,
     reference_max_qk=128 * 128, source="wide",
 )  # fmt: skip
 NARROW = CpuThresholds(
-    math_min_queries=8, math_max_qk=32 * 32, math_max_scores=2**16,
+    math_min_queries=8, math_max_qk=32 * 32, math_max_qk_lowp=64 * 64, math_max_scores=2**16,
     reference_max_qk=32 * 32, source="narrow",
 )  # fmt: skip
 
@@ -32,8 +32,8 @@ def capability(monkeypatch):
     return use
 
 
-def _choice(n: int, **options) -> str:
-    q = torch.randn(2, 2, n, 16)
+def _choice(n: int, dtype=torch.float32, **options) -> str:
+    q = torch.randn(2, 2, n, 16, dtype=dtype)
     return qkv.explain_backend(q, q, q, **options).backend
 
 
@@ -45,6 +45,8 @@ def test_dispatch_uses_the_thresholds_of_the_capability(capability) -> None:
     assert _choice(64) == "sdpa"  # 64² > the AVX2 table's 32²
     assert _choice(64, softcap=5.0) == "tiled"
     assert _choice(32) == "math"
+    assert _choice(64, torch.bfloat16) == "math"  # the bf16 window is 64² in this table
+    assert _choice(128, torch.bfloat16) == "sdpa"
     assert "narrow" in str(qkv.explain_backend(*(torch.randn(2, 2, 32, 16),) * 3))
 
 
@@ -66,10 +68,12 @@ def test_every_measured_table_is_valid_and_default_is_narrowest() -> None:
     )
 
 
-@pytest.mark.parametrize("field", ["math_max_qk", "reference_max_qk"])
+@pytest.mark.parametrize("field", ["math_max_qk", "math_max_qk_lowp", "reference_max_qk"])
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_thresholds_are_validated(field, bad) -> None:
-    values = dict(math_min_queries=8, math_max_qk=1, math_max_scores=1, reference_max_qk=1)
+    values = dict(
+        math_min_queries=8, math_max_qk=1, math_max_qk_lowp=1, math_max_scores=1, reference_max_qk=1
+    )
     values[field] = bad
     with pytest.raises(ValueError, match=field):
         CpuThresholds(**values, source="x")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import torch
+
 from qkv.attention.backends import all_backends, get_backend
 from qkv.attention.call import AttentionCall
 from qkv.attention.empty import is_empty
@@ -47,7 +49,8 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
             (
                 "math",
                 f"small CPU problem (Nq ≥ {limits.math_min_queries}, Nq·Nk ≤ "
-                f"{limits.math_max_qk}, B·Hq·Nq·Nk ≤ {limits.math_max_scores}; thresholds of "
+                f"{_math_max_qk(call, limits)}, B·Hq·Nq·Nk ≤ {limits.math_max_scores}; "
+                f"{str(call.q.dtype).removeprefix('torch.')} thresholds of "
                 f"{limits.source}): matmul → softmax → matmul beats the fused kernel's "
                 "per-call cost",
             )
@@ -78,11 +81,16 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
 # thresholds.py (AVX-512 measured on a 2-core AMD EPYC, torch 2.13, 2026-11-24: forward+
 # backward of every shape up to 128×128 scores per head, forward up to ~1M scores in all;
 # with a single query (decoding) SDPA is faster, 8 vs 14 us at 64 keys, fp32).
+def _math_max_qk(call: AttentionCall, limits: CpuThresholds) -> int:
+    low = call.q.dtype in (torch.bfloat16, torch.float16)
+    return limits.math_max_qk_lowp if low else limits.math_max_qk
+
+
 def _small_for_math(call: AttentionCall, limits: CpuThresholds) -> bool:
     scores = call.batch * call.q_heads * call.q_len * call.k_len
     return (
         call.q_len >= limits.math_min_queries
-        and call.q_len * call.k_len <= limits.math_max_qk
+        and call.q_len * call.k_len <= _math_max_qk(call, limits)
         and scores <= limits.math_max_scores
     )
 

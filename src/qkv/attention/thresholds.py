@@ -23,19 +23,24 @@ class CpuThresholds:
     """Sizes up to which ``auto`` prefers the O(N²) paths on CPU.
 
     ``math_min_queries``: fewer queries (decoding) stay on SDPA; ``math_max_qk``: Nq·Nk per
-    head; ``math_max_scores``: B·Hq·Nq·Nk in all (beyond it the scores leave the cache);
+    head for float32/64 inputs, ``math_max_qk_lowp`` for bfloat16/float16 inputs (``math``
+    computes in float32, SDPA's CPU kernel in the input dtype, which AVX2 emulates: the
+    crossovers differ); ``math_max_scores``: B·Hq·Nq·Nk in all (beyond it the scores leave
+    the cache);
     ``reference_max_qk``: Nq·Nk per head up to which ``reference`` beats ``flash-tiles`` /
     ``tiled`` for calls SDPA cannot serve. ``source`` says where the numbers come from.
     """
 
     math_min_queries: int
     math_max_qk: int
+    math_max_qk_lowp: int
     math_max_scores: int
     reference_max_qk: int
     source: str
 
     def __post_init__(self) -> None:
-        for name in ("math_min_queries", "math_max_qk", "math_max_scores", "reference_max_qk"):
+        names = ("math_min_queries", "math_max_qk", "math_max_qk_lowp", "math_max_scores")
+        for name in (*names, "reference_max_qk"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"CpuThresholds.{name} must be an int >= 0, got {value!r}")
@@ -48,9 +53,34 @@ MEASURED: dict[str, CpuThresholds] = {
     "AVX512": CpuThresholds(
         math_min_queries=8,
         math_max_qk=128 * 128,
+        math_max_qk_lowp=128 * 128,
         math_max_scores=2**20,
         reference_max_qk=128 * 128,
         source="AMD EPYC AVX-512, 2026-11-24",
+    ),
+    # 2-core AMD EPYC, AVX2 native, torch 2.13, 2026-12-02, CPU time of one thread, two runs
+    # (benchmarks/results/attention-thresholds-cpu.md): in fp32 SDPA's kernel beats math at
+    # every size measured (math 0.45-0.93× its speed, N = 16..256); in bf16 math wins
+    # 1.2-2.8× up to 256×256 (SDPA's bf16 is emulated on AVX2); reference beats tiled up to
+    # 128×128 in both runs (1.07-1.27×), at 256×256 in one of two (kept out).
+    "AVX2": CpuThresholds(
+        math_min_queries=8,
+        math_max_qk=0,
+        math_max_qk_lowp=256 * 256,
+        math_max_scores=2**20,
+        reference_max_qk=128 * 128,
+        source="AMD EPYC AVX2, 2026-12-02",
+    ),
+    # No SIMD (ATEN_CPU_CAPABILITY=default on the same AVX2 machine, 2026-12-02): fp32 math
+    # 0.71-1.02× SDPA (kept on SDPA), bf16 math 1.2-2.4× up to 256×256; reference ≥ 1.2×
+    # tiled up to 512×512 (128×128 kept, as measured on the SIMD machines).
+    "DEFAULT": CpuThresholds(
+        math_min_queries=8,
+        math_max_qk=0,
+        math_max_qk_lowp=256 * 256,
+        math_max_scores=2**20,
+        reference_max_qk=128 * 128,
+        source="AMD EPYC, ATEN_CPU_CAPABILITY=default (emulated no-SIMD), 2026-12-02",
     ),
 }
 
@@ -60,6 +90,7 @@ def _narrowest(measured: dict[str, CpuThresholds]) -> CpuThresholds:
     return CpuThresholds(
         math_min_queries=max(r.math_min_queries for r in rows),
         math_max_qk=min(r.math_max_qk for r in rows),
+        math_max_qk_lowp=min(r.math_max_qk_lowp for r in rows),
         math_max_scores=min(r.math_max_scores for r in rows),
         reference_max_qk=min(r.reference_max_qk for r in rows),
         source="default for an unmeasured capability: the narrowest measured window",
@@ -84,7 +115,7 @@ def thresholds_for(capability: str) -> CpuThresholds:
 
     Example::
 
-        >>> thresholds_for("AVX2").math_max_qk
+        >>> thresholds_for("AVX2").math_max_qk_lowp
         16384
         >>> thresholds_for("SVE256") is DEFAULT
         True

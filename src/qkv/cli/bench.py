@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"measured on CPU capability {cpu_capability()}; auto's CPU thresholds: "
-            f"{limits.source} (math up to Nq·Nk {limits.math_max_qk}, reference up to "
-            f"{limits.reference_max_qk})"
+            f"{limits.source} (math up to Nq·Nk {limits.math_max_qk} in fp32, "
+            f"{limits.math_max_qk_lowp} in bf16/fp16; reference up to {limits.reference_max_qk})"
         )
         lines = quick_rows(
             n=args.seq_len, heads=args.heads, dim=args.head_dim, repeats=args.repeats
