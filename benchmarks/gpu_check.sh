@@ -90,13 +90,9 @@ else
     step install 240 "$OUT_DIR/install.log" bash -c \
         "$PYTHON -m pip install 'torch==${TORCH_VERSION}' && $PYTHON -m pip install -e '.[triton]' 'pytest>=8'"
 fi
-"$PYTHON" - >>"$SUMMARY" <<'EOF'
-import torch
+MACHINE=$("$PYTHON" -c 'import torch
 from qkv.bench.hardware import machine_line
-
-device = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"\nMachine: {machine_line(device)}.\n")
-EOF
+print(machine_line("cuda" if torch.cuda.is_available() else "cpu"))')
 
 # 2. the gpu tests
 step gpu-tests 240 "$OUT_DIR/gpu-tests.log" env QKV_TRITON_AUTOTUNE=0 QKV_GPU_RESULTS="$OUT_DIR" \
@@ -113,6 +109,7 @@ step attention-gpu 400 "$OUT_DIR/attention-gpu.log" \
     "$PYTHON" benchmarks/attention_gpu.py "${BENCH_ARGS[@]}" --out "$OUT_DIR/attention-gpu.md"
 
 echo "| total | $FAILED | $SECONDS | |" >>"$SUMMARY"
+printf '\nMachine: %s.\n' "${MACHINE:-unknown (python failed)}" >>"$SUMMARY"
 echo
 cat "$SUMMARY"
 echo "results: $OUT_DIR"
