@@ -20,8 +20,12 @@ The FLOPs formula, the timing, the matmul ceiling and the machine line come from
     python benchmarks/attention_gpu.py            # full grid (several minutes: autotuning)
     python benchmarks/attention_gpu.py --quick    # N = 1k, 4k, 16k; d = 128
     python benchmarks/attention_gpu.py --out benchmarks/results/attention-gpu.md
+    python benchmarks/attention_gpu.py --sizes 1024,4096,16384 --dims 64,128   # a budget
+    TRITON_INTERPRET=1 python benchmarks/attention_gpu.py --dry-run   # every step, tiny, CPU
 
-Without a CUDA GPU it prints why and exits 0.
+Without a CUDA GPU it prints why and exits 0. ``--dry-run`` runs the same steps on CPU
+tensors under the Triton interpreter (N = 32, d = 16, B·H = 2; FlexAttention uncompiled;
+host timings), so that the GPU run fails on nothing but the GPU.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+import time
 from collections.abc import Callable
 
 import torch
@@ -42,6 +47,23 @@ from qkv.bench.hardware import (
 )
 
 TOKENS, HIDDEN = 16384, 2048
+# "cuda", or "cpu" for --dry-run (see the module docstring).
+RUN = {"device": "cuda", "dry": False}
+
+
+def _batch_heads(n: int, d: int) -> tuple[int, int]:
+    """B = 16k tokens / N, H = 2048 / d; one sequence of two heads in the dry run."""
+    if RUN["dry"]:
+        return 1, 2
+    return max(1, TOKENS // n), HIDDEN // d
+
+
+def _time_ms(step: Callable[[], object]) -> float:
+    if RUN["dry"]:  # host timing of the interpreter: proves the step runs, measures nothing
+        start = time.perf_counter()
+        step()
+        return (time.perf_counter() - start) * 1e3
+    return cuda_time_ms(step)
 
 
 def _fwd_bwd(run: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], None]:
@@ -53,7 +75,7 @@ def _fwd_bwd(run: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[]
 
 def _inputs(batch: int, heads: int, n: int, d: int, backward: bool):
     make = lambda: torch.randn(  # noqa: E731
-        batch, heads, n, d, device="cuda", dtype=torch.bfloat16, requires_grad=backward
+        batch, heads, n, d, device=RUN["device"], dtype=torch.bfloat16, requires_grad=backward
     )
     return make(), make(), make()
 
@@ -88,8 +110,8 @@ _FLEX: dict[str, Callable] = {}
 def _flex_runner(q, k, v, variant: str, n: int, heads: int, **params) -> Callable:
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-    if "fn" not in _FLEX:
-        _FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
+    if "fn" not in _FLEX:  # eager in the dry run: CPU compilation would dominate it
+        _FLEX["fn"] = flex_attention if RUN["dry"] else torch.compile(flex_attention, dynamic=False)
     flex = _FLEX["fn"]
     window, softcap = params.get("window"), params.get("softcap")
     slopes = params.get("slopes")
@@ -105,7 +127,7 @@ def _flex_runner(q, k, v, variant: str, n: int, heads: int, **params) -> Callabl
         mask_mod = causal_mask
     block_mask = None
     if mask_mod is not None:
-        block_mask = create_block_mask(mask_mod, None, None, n, n, device="cuda")
+        block_mask = create_block_mask(mask_mod, None, None, n, n, device=RUN["device"])
     score_mod = None
     if variant == "softcap":
 
@@ -127,9 +149,10 @@ def _measure(
     try:
         run = make(*args, **kw)
         step = _fwd_bwd(run, grad) if backward else run
-        return cuda_time_ms(step), ""
+        return _time_ms(step), ""
     except Exception as error:  # a peer missing on this torch/GPU must not stop the table
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return None, f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"
 
 
@@ -147,7 +170,7 @@ def core_table(sizes: list[int], dims: list[int], ceiling: float) -> list[str]:
         for causal in (False, True):
             for d in dims:
                 for n in sizes:
-                    batch, heads = max(1, TOKENS // n), HIDDEN // d
+                    batch, heads = _batch_heads(n, d)
                     q, k, v = _inputs(batch, heads, n, d, backward)
                     grad = torch.randn_like(q)
                     flops = attention_flops(batch, heads, n, n, d, causal=causal, backward=backward)
@@ -177,7 +200,8 @@ def core_table(sizes: list[int], dims: list[int], ceiling: float) -> list[str]:
                     )
                     print(rows[-1], flush=True)
                     del q, k, v, grad
-                    torch.cuda.empty_cache()
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
     return rows
 
 
@@ -185,11 +209,11 @@ def variants_table(n: int, d: int) -> list[str]:
     """Sliding window, ALiBi, softcap (all causal) vs FlexAttention, forward and fwd+bwd."""
     from qkv.attention.alibi import alibi_slopes
 
-    window, softcap = 512, 30.0
-    batch, heads = max(1, TOKENS // n), HIDDEN // d
-    slopes = alibi_slopes(heads, device="cuda")
+    window, softcap = (8 if RUN["dry"] else 512), 30.0
+    batch, heads = _batch_heads(n, d)
+    slopes = alibi_slopes(heads, device=RUN["device"])
     variants = {
-        "window 512": ({"causal": True, "window": (window, 0)}, "window"),
+        f"window {window}": ({"causal": True, "window": (window, 0)}, "window"),
         "alibi": ({"causal": True, "alibi_slopes": slopes}, "alibi"),
         "softcap 30": ({"causal": True, "softcap": softcap}, "softcap"),
     }
@@ -225,7 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 1k, 4k, 16k; d = 128")
     parser.add_argument("--out", help="also write the tables as markdown to this file")
+    parser.add_argument("--sizes", help="comma-separated N (default 1k..16k; --quick 1k,4k,16k)")
+    parser.add_argument("--dims", help="comma-separated head dims (default 64,128)")
+    parser.add_argument("--variants-n", type=int, help="N of the variants table (default 8192)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="every step tiny on CPU (needs TRITON_INTERPRET=1)"
+    )
     args = parser.parse_args(argv)
+    if args.dry_run:
+        return _dry_run(args)
     if not torch.cuda.is_available():
         print("attention_gpu: skipped — no CUDA GPU here (this benchmark needs one).")
         return 0
@@ -238,23 +270,53 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     sizes = [1024, 4096, 16384] if args.quick else [1024, 2048, 4096, 8192, 16384]
     dims = [128] if args.quick else [64, 128]
+    sizes = _ints(args.sizes) or sizes
+    dims = _ints(args.dims) or dims
+    variants_n = args.variants_n or (4096 if args.quick else 8192)
     device = torch.cuda.get_device_name()
     ceiling = matmul_gflops(torch.bfloat16, "cuda") / 1e3  # TFLOP/s
+    return _report(args, device, ceiling, sizes, dims, variants_n)
+
+
+def _ints(text: str | None) -> list[int]:
+    return [int(part) for part in text.split(",")] if text else []
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        print("attention_gpu --dry-run: set TRITON_INTERPRET=1 (the kernels then run on CPU)")
+        return 2
+    RUN.update(device="cpu", dry=True)
+    torch.manual_seed(0)
+    ceiling = matmul_gflops(torch.bfloat16, "cpu", size=256) / 1e3
+    return _report(args, "cpu (dry run: Triton interpreter)", ceiling, [32], [16], 32)
+
+
+def _report(
+    args: argparse.Namespace,
+    device: str,
+    ceiling: float,
+    sizes: list[int],
+    dims: list[int],
+    variants_n: int,
+) -> int:
     header = [
         f"# Fused attention on {device}",
         "",
-        f"Machine: {machine_line('cuda')}.",
+        f"Machine: {machine_line(RUN['device'])}.",
         "",
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"bf16; B·N = {TOKENS}, H·d = {HIDDEN}; TFLOP/s (medians). "
         f"Measured bf16 matmul ceiling ({CUDA_MATMUL_SIZE}³, best of 20): {ceiling:.0f} TFLOP/s.",
-        f"Command: python benchmarks/attention_gpu.py{' --quick' if args.quick else ''}",
+        f"Command: python benchmarks/attention_gpu.py {' '.join(sys.argv[1:])}".rstrip(),
         "",
     ]
     print("\n".join(header), flush=True)
     rows = core_table(sizes, dims, ceiling)
     print()
-    extra = variants_table(4096 if args.quick else 8192, 128)
+    extra = variants_table(variants_n, 16 if RUN["dry"] else 128)
     if args.out:
         text = "\n".join([*header, *rows, "", *extra, ""])
         with open(args.out, "w") as handle:

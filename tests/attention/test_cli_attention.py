@@ -16,7 +16,13 @@ def test_backends_lists_availability(capsys: pytest.CaptureFixture[str]) -> None
     assert "available" in out
 
 
-def test_bench_quick_table_names_auto_choice(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_quick_table_names_auto_choice(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qkv.attention import thresholds
+
+    # the AVX-512 table (math for small fp32 problems), whatever this machine has
+    monkeypatch.setattr(thresholds, "cpu_capability", lambda: "AVX512")
     assert main(["bench", "--quick", "--seq-len", "64", "--heads", "4", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
@@ -26,6 +32,7 @@ def test_bench_quick_table_names_auto_choice(capsys: pytest.CaptureFixture[str])
     assert "| tiled |" in by_variant["softcap 30"] or "| reference |" in by_variant["softcap 30"]
     assert "refuses" in by_variant["softcap 30"]  # sdpa cannot serve softcap
     assert "ms" in by_variant["plain"]
+    assert "measured on CPU capability AVX512" in out
 
 
 def test_bench_bad_flag_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,11 @@ def test_auto_prefers_sdpa_where_it_serves_and_explains_refusals() -> None:
     assert "not sdpa" in str(choice)
 
 
-def test_auto_sends_small_cpu_problems_to_math_and_keeps_decoding_on_sdpa() -> None:
+def test_auto_sends_small_cpu_problems_to_math_and_keeps_decoding_on_sdpa(monkeypatch) -> None:
+    from qkv.attention import thresholds
+
+    # the AVX-512 table, whatever this machine has (tests/attention/test_thresholds.py: others)
+    monkeypatch.setattr(thresholds, "cpu_capability", lambda: "AVX512")
     q = torch.randn(12, 4, 64, 32)
     choice = qkv.explain_backend(q, q, q, causal=True)
     assert choice.backend == "math" and "small CPU problem" in choice.reason

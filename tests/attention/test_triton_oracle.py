@@ -24,13 +24,14 @@ def lowp_attention(q: Tensor, k: Tensor, v: Tensor, **opts: object) -> Tensor:
     softcap = opts.get("softcap")
     if softcap is not None:
         scores = softcap * torch.tanh(scores / softcap)
-    pos = torch.arange(n_q).view(-1, 1) + (n_k - n_q)  # (Nq, 1)
-    cols = torch.arange(n_k).view(1, -1)  # (1, Nk)
+    device = q.device  # CPU under the interpreter, CUDA in the gpu tests
+    pos = torch.arange(n_q, device=device).view(-1, 1) + (n_k - n_q)  # (Nq, 1)
+    cols = torch.arange(n_k, device=device).view(1, -1)  # (1, Nk)
     slopes = opts.get("alibi_slopes")
     if slopes is not None:
-        slopes = torch.as_tensor(slopes).reshape(-1, q.shape[1])
+        slopes = torch.as_tensor(slopes).to(device).reshape(-1, q.shape[1])
         scores = scores - (slopes[:, :, None, None] * (pos - cols).abs()).to(dtype)
-    allowed = torch.ones(n_q, n_k, dtype=torch.bool)
+    allowed = torch.ones(n_q, n_k, dtype=torch.bool, device=device)
     if opts.get("causal"):
         allowed &= cols <= pos
     window = opts.get("window")
@@ -119,7 +120,7 @@ def assert_precision_of(
     float64 + eps (eps relative to the largest exact value), for the output and, with
     ``backward``, dq, dk, dv. q, k, v are float64 masters; outputs have q's shape but v's last dim.
     """
-    grad = torch.randn(*q.shape[:-1], v.shape[-1], dtype=torch.float64)
+    grad = torch.randn(*q.shape[:-1], v.shape[-1], dtype=torch.float64, device=q.device)
     exact_r = _grads(exact, q, k, v, grad, torch.float64, backward)
     fast_r = _grads(fast, q, k, v, grad, dtype, backward)
     lowp_r = _grads(lowp, q, k, v, grad, dtype, backward)

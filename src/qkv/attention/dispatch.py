@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import torch
+
 from qkv.attention.backends import all_backends, get_backend
 from qkv.attention.call import AttentionCall
+from qkv.attention.empty import is_empty
+from qkv.attention.thresholds import CpuThresholds, cpu_thresholds
 
 logger = logging.getLogger("qkv.attention")
 
@@ -38,12 +42,17 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     serves until it became a backend of its own (same routing, same speed).
     """
     order: list[tuple[str, str]] = []
-    if call.q.device.type == "cpu" and _small_for_math(call):
+    cpu = call.q.device.type == "cpu"
+    limits = cpu_thresholds() if cpu else None
+    if limits is not None and _small_for_math(call, limits):
         order.append(
             (
                 "math",
-                f"small CPU problem (Nq ≥ {MATH_MIN_QUERIES}, B·Hq·Nq·Nk ≤ {MATH_MAX_SCORES}): "
-                "matmul → softmax → matmul beats the fused kernel's per-call cost",
+                f"small CPU problem (Nq ≥ {limits.math_min_queries}, Nq·Nk ≤ "
+                f"{_math_max_qk(call, limits)}, B·Hq·Nq·Nk ≤ {limits.math_max_scores}; "
+                f"{str(call.q.dtype).removeprefix('torch.')} thresholds of "
+                f"{limits.source}): matmul → softmax → matmul beats the fused kernel's "
+                "per-call cost",
             )
         )
     order.append(("sdpa", "PyTorch's fused scaled_dot_product_attention serves this call"))
@@ -51,9 +60,9 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
         order.append(("triton", "fused Triton kernel: serves the variants SDPA cannot fuse"))
     if call.need_weights:
         order.append(("reference", "attention weights requested; reference computes them"))
-    small = call.q_len * call.k_len <= SMALL_PROBLEM
-    if small:
-        order.append(("reference", f"small problem (Nq·Nk ≤ {SMALL_PROBLEM}): one matmul wins"))
+    small_limit = limits.reference_max_qk if limits is not None else SMALL_PROBLEM
+    if call.q_len * call.k_len <= small_limit:
+        order.append(("reference", f"small problem (Nq·Nk ≤ {small_limit}): one matmul wins"))
     if call.q.device.type == "cpu":
         order.append(
             (
@@ -67,30 +76,51 @@ def preference(call: AttentionCall) -> list[tuple[str, str]]:
     return order
 
 
-# CPU problems that ``math`` serves faster than SDPA's fused kernel, measured on a 2-core AMD
-# EPYC (torch 2.13, 2026-11-24; see math_backend.py): forward+backward of every shape up to
-# 128×128 scores per head, and forward up to ~1M scores in all (beyond that the score matrix
-# leaves the cache: (8, 12, 128, 64) fp32 forward 9.0 ms vs SDPA 4.3 ms). With a single query
-# (decoding) SDPA is faster (8 vs 14 us at 64 keys, fp32).
-MATH_MIN_QUERIES = 8
-MATH_MAX_SCORES = 2**20
+# CPU problems that ``math`` serves faster than SDPA's fused kernel, and up to which the
+# one-shot reference beats the blockwise loops, are measured per CPU capability: see
+# thresholds.py (AVX-512 measured on a 2-core AMD EPYC, torch 2.13, 2026-11-24: forward+
+# backward of every shape up to 128×128 scores per head, forward up to ~1M scores in all;
+# with a single query (decoding) SDPA is faster, 8 vs 14 us at 64 keys, fp32).
+def _math_max_qk(call: AttentionCall, limits: CpuThresholds) -> int:
+    low = call.q.dtype in (torch.bfloat16, torch.float16)
+    return limits.math_max_qk_lowp if low else limits.math_max_qk
 
 
-def _small_for_math(call: AttentionCall) -> bool:
+def _small_for_math(call: AttentionCall, limits: CpuThresholds) -> bool:
     scores = call.batch * call.q_heads * call.q_len * call.k_len
     return (
-        call.q_len >= MATH_MIN_QUERIES
-        and call.q_len * call.k_len <= SMALL_PROBLEM
-        and scores <= MATH_MAX_SCORES
+        call.q_len >= limits.math_min_queries
+        and call.q_len * call.k_len <= _math_max_qk(call, limits)
+        and scores <= limits.math_max_scores
     )
 
 
-# Nq·Nk up to which the one-shot reference beats the blockwise loop on CPU (measured).
+# Nq·Nk up to which the one-shot reference is preferred off the CPU (CPU: thresholds.py).
 SMALL_PROBLEM = 128 * 128
 
 
 def choose(call: AttentionCall, backend: str = "auto") -> BackendChoice:
-    """Pick the backend for ``call``; a named backend that cannot serve it raises ValueError."""
+    """Pick the backend for ``call``; a named backend that cannot serve it raises ValueError.
+
+    A call with a zero-sized batch, query or key dim is answered without any kernel (see
+    ``empty.py``): a named backend then only has to be available here.
+    """
+    if not isinstance(backend, str):
+        raise ValueError(
+            f"backend must be a backend name (str), got {backend!r}; "
+            "use 'auto' or a name from qkv.attention_backends()"
+        )
+    if is_empty(call):
+        why = "a zero-sized batch, query or key dim: the result is defined without a kernel"
+        if backend == "auto":
+            return BackendChoice(backend="reference", reason=why)
+        unavailable = get_backend(backend).available()
+        if unavailable is not None:
+            raise ValueError(
+                f"attention backend {backend!r} cannot serve this call ({call.describe()}): "
+                f"unavailable: {unavailable}; use backend='auto' or another backend"
+            )
+        return BackendChoice(backend=backend, reason=why)
     if backend != "auto":
         chosen = get_backend(backend)
         reason = chosen.refusal(call)

@@ -70,6 +70,8 @@ def flash_tiles_check(call: AttentionCall) -> str | None:
         return "softcap and dropout are not in PyTorch's kernel; 'tiled' serves them"
     if call.need_weights:
         return "attention weights come from 'reference' or 'tiled'"
+    if call.alibi_slopes is not None and call.alibi_slopes.requires_grad:
+        return "gradients with respect to ALiBi slopes are not computed here; 'tiled' computes them"
     if call.v.shape[-1] != call.q.shape[-1]:
         return "PyTorch's kernel needs v's head dim equal to q's and k's; 'tiled' serves Dv ≠ Dk"
     if call.k_len < call.q_len:

@@ -112,17 +112,42 @@ def sdpa_attention(call: AttentionCall) -> tuple[Tensor, Tensor | None]:
         # validate() allows a float32 mask with low-precision q; SDPA's CPU kernel accepts
         # it, other kernels want q's dtype.
         mask = mask.to(call.q.dtype)
+    k, v, gqa = call.k, call.v, call.groups > 1
+    if gqa and _gqa_backward_loses_precision(call):
+        k, v, gqa = _expand_heads(k, call.groups), _expand_heads(v, call.groups), False
     out = F.scaled_dot_product_attention(
         call.q,
-        call.k,
-        call.v,
+        k,
+        v,
         attn_mask=mask,
         dropout_p=call.dropout_p,
         is_causal=_is_causal(call),
         scale=call.scale,
-        enable_gqa=call.groups > 1,
+        enable_gqa=gqa,
     )
     return out, None
+
+
+def _gqa_backward_loses_precision(call: AttentionCall) -> bool:
+    """True where ``enable_gqa``'s backward breaks the precision rule: bf16/fp16 on CPU.
+
+    Measured with torch 2.13 (2026-12-02, 6 query heads on 1 key/value head, d 128, 640
+    queries): PyTorch's CPU flash kernel sums the query heads' dk, dv in the low precision
+    inside the kernel, 1.5–2.8× the error of torch's own bf16 formula (rule: ≤ 2×); with k, v
+    expanded to every query head the errors are 0.7–1.0×. Forward-only calls keep enable_gqa.
+    """
+    return (
+        call.q.device.type == "cpu"
+        and call.q.dtype in (torch.bfloat16, torch.float16)
+        and torch.is_grad_enabled()
+        and (call.k.requires_grad or call.v.requires_grad)
+    )
+
+
+def _expand_heads(t: Tensor, groups: int) -> Tensor:
+    """(B, Hkv, N, D) -> (B, Hkv·G, N, D): each key/value head repeated for its query heads."""
+    b, h, n, d = t.shape
+    return t.unsqueeze(2).expand(b, h, groups, n, d).reshape(b, h * groups, n, d)
 
 
 def _available() -> str | None:

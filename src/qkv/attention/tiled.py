@@ -25,10 +25,22 @@ from qkv.attention.tiled_plan import BLOCK_K, BLOCK_Q, KeyBlock, TilePlan
 
 
 class _TiledAttention(torch.autograd.Function):
-    """(q, k, v) -> (out, lse); the plan carries masks and options (not differentiated)."""
+    """(q, k, v, float mask | None, slopes | None) -> (out, lse); the plan carries the options.
+
+    The mask and the slopes are inputs so that autograd asks for their gradients (a learnable
+    bias must keep learning); the plan holds the same tensors in its own layout.
+    """
 
     @staticmethod
-    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, plan: TilePlan) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx: Any,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None,
+        slopes: Tensor | None,
+        plan: TilePlan,
+    ) -> tuple[Tensor, Tensor]:
         out, maxes, log_sums = tiled_forward(plan, q, k, v)  # out in float32/64
         ctx.plan = plan
         # O(N·d): inputs, the unrounded output (the backward's rowsum(dO∘O) stays accurate
@@ -46,8 +58,12 @@ class _TiledAttention(torch.autograd.Function):
         q, k, v, out, maxes, log_sums = ctx.saved_tensors
         if grad_out is None:
             grad_out = torch.zeros(out.shape, dtype=q.dtype, device=out.device)
-        dq, dk, dv = tiled_backward(ctx.plan, q, k, v, out, maxes, log_sums, grad_out, grad_lse)
-        return dq, dk, dv, None
+        want_mask, want_slopes = ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+        dq, dk, dv, d_mask, d_slopes = tiled_backward(
+            ctx.plan, q, k, v, out, maxes, log_sums, grad_out, grad_lse,
+            want_mask=want_mask, want_slopes=want_slopes,
+        )  # fmt: skip
+        return dq, dk, dv, d_mask, d_slopes, None
 
 
 def _weights(plan: TilePlan, lse: Tensor) -> Tensor:
@@ -84,7 +100,8 @@ def tiled_attention(
         >>> out, _ = tiled_attention(validate(q, k, v, causal=True, softcap=30.0))
     """
     plan = TilePlan.build(call, block_q=block_q, block_k=block_k)
-    out, lse = _TiledAttention.apply(call.q, call.k, call.v, plan)
+    mask = call.mask if call.mask is not None and call.mask.is_floating_point() else None
+    out, lse = _TiledAttention.apply(call.q, call.k, call.v, mask, call.alibi_slopes, plan)
     if not call.need_weights:
         return out, None
     return out, _weights(plan, lse)

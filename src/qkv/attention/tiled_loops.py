@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from qkv.attention.tiled_plan import TilePlan
+from qkv.attention.tiled_plan import rows_cols_slice as _rows_cols_slice
 
 _NEG_INF = float("-inf")
 
@@ -95,12 +96,17 @@ def tiled_backward(
     log_sums: Tensor,
     grad_out: Tensor,
     grad_lse: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients (dq, dk, dv) in the inputs' dtypes, recomputing probabilities blockwise.
+    *,
+    want_mask: bool = False,
+    want_slopes: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Gradients (dq, dk, dv, d_mask, d_slopes), recomputing probabilities blockwise.
 
     With P = softmax(S) and dropout keep mask Z (scaled by 1/(1-p)): dV = (P∘Z)ᵀ·dO,
     dP = (dO·Vᵀ)∘Z, dS = P∘(dP − rowsum(dO∘O) + dLSE); through softcap dS·(1 − tanh²);
-    dQ = factor·dS·K, dK = dSᵀ·(factor·Q).
+    dQ = factor·dS·K, dK = dSᵀ·(factor·Q). A float mask and the ALiBi bias are added to S
+    after the softcap, so d_mask = dS summed over the mask's broadcast dims and
+    d_slope = −Σ dS·|i + offset − j| (``want_mask`` / ``want_slopes``; None otherwise).
     """
     call = plan.call
     bsz, hkv, groups = call.batch, call.kv_heads, call.groups
@@ -121,6 +127,10 @@ def tiled_backward(
     dvals = torch.zeros_like(vf)
     dropout = call.dropout_p > 0
     keep_scale = 1.0 / (1.0 - call.dropout_p) if dropout else 1.0
+    d_mask = (
+        q.new_zeros(plan.mask.shape, dtype=dtype) if want_mask and plan.mask is not None else None
+    )
+    d_slopes = q.new_zeros((bsz, hkv, groups), dtype=dtype) if want_slopes else None
     for i0 in plan.query_starts():
         i1 = min(i0 + plan.block_q, call.q_len)
         blocks = plan.key_blocks(i0, i1)
@@ -145,6 +155,8 @@ def tiled_backward(
             else:
                 dvals[:, j0:j1].baddbmm_(p.transpose(1, 2), dob)
             ds = dp.sub_(delta_b).mul_(p)  # dL/dS
+            if d_mask is not None or d_slopes is not None:
+                _bias_grads(plan, ds, i0, i1, j0, j1, d_mask, d_slopes)
             if tanh is not None:
                 # S = cap·tanh(raw), raw = factor·q·kᵀ with factor = scale/cap
                 ds.mul_(tanh.square_().neg_().add_(1.0)).mul_(call.softcap)
@@ -152,4 +164,41 @@ def tiled_backward(
             dk[:, j0:j1].baddbmm_(ds.transpose(1, 2), qb)
         dq[:, :, :, i0:i1] = dq_acc.view(bsz, hkv, groups, i1 - i0, -1)
     dq = dq.mul_(plan.factor).view(q.shape).to(q.dtype)  # in place: one (B, H, N, D) less
-    return dq, dk.view(k.shape).to(k.dtype), dvals.view(v.shape).to(v.dtype)
+    if d_slopes is not None:
+        assert call.alibi_slopes is not None
+        slopes = call.alibi_slopes  # (B|1, Hq)
+        d_slopes = d_slopes.reshape(bsz, call.q_heads)  # (B, Hkv, G) -> (B, Hq)
+        d_slopes = d_slopes.sum(0, keepdim=True) if slopes.shape[0] == 1 else d_slopes
+        d_slopes = d_slopes.to(slopes.dtype)
+    if d_mask is not None:
+        assert call.mask is not None
+        d_mask = d_mask.reshape(call.mask.shape).to(call.mask.dtype)  # (B|1, Hq|1, Nq|1, Nk|1)
+    return dq, dk.view(k.shape).to(k.dtype), dvals.view(v.shape).to(v.dtype), d_mask, d_slopes
+
+
+def _bias_grads(
+    plan: TilePlan,
+    ds: Tensor,
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    d_mask: Tensor | None,
+    d_slopes: Tensor | None,
+) -> None:
+    """Add one block's share of the float mask's and the ALiBi slopes' gradients, in place.
+
+    ``ds`` is dL/dS of rows i0:i1 × keys j0:j1, (B·Hkv, G·bq, bk); ``d_mask`` has the plan's
+    mask layout (B|1, Hkv|1, G|1, Nq|1, Nk|1), ``d_slopes`` is (B, Hkv, G).
+    """
+    call = plan.call
+    ds5 = ds.view(call.batch, call.kv_heads, call.groups, i1 - i0, j1 - j0)  # (B, Hkv, G, bq, bk)
+    if d_mask is not None:
+        target = _rows_cols_slice(d_mask, i0, i1, j0, j1)  # a view: += writes d_mask
+        broadcast = [dim for dim in range(5) if target.shape[dim] == 1 and ds5.shape[dim] > 1]
+        target += ds5.sum(broadcast, keepdim=True) if broadcast else ds5
+    if d_slopes is not None:
+        rows = torch.arange(i0, i1, device=ds.device)
+        cols = torch.arange(j0, j1, device=ds.device)
+        distance = (rows.view(-1, 1) + call.offset - cols.view(1, -1)).abs().to(ds.dtype)
+        d_slopes -= (ds5 * distance).sum((-1, -2))  # bias = −slope·distance

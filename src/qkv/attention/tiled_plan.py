@@ -27,7 +27,7 @@ BLOCK_Q = 256
 BLOCK_K = 1024
 
 
-def _rows_cols_slice(t: Tensor, i0: int, i1: int, j0: int, j1: int) -> Tensor:
+def rows_cols_slice(t: Tensor, i0: int, i1: int, j0: int, j1: int) -> Tensor:
     """Slice the last two (query, key) dims of a broadcastable tensor; size-1 dims stay."""
     rows = slice(i0, i1) if t.shape[-2] > 1 else slice(None)
     cols = slice(j0, j1) if t.shape[-1] > 1 else slice(None)
@@ -152,7 +152,7 @@ class TilePlan:
             distance = (rows.view(-1, 1) + call.offset - cols.view(1, -1)).abs().to(s.dtype)
             s5.addcmul_(self.neg_slopes, distance)
         if self.mask is not None:
-            piece = _rows_cols_slice(self.mask, i0, i1, j0, j1)
+            piece = rows_cols_slice(self.mask, i0, i1, j0, j1)
             if piece.dtype == torch.bool:
                 s5.masked_fill_(~piece, float("-inf"))
             else:

@@ -3,8 +3,8 @@ argument, what was received and what was expected.
 
 :func:`validate` checks a whole (B, H, N, D) call; the option checks it is built from
 (:func:`check_scale`, :func:`check_dropout_p`, :func:`check_softcap`, :func:`check_window`,
-:func:`check_alibi_slopes`) are public so that other entry points with other tensor layouts
-(``varlen_attention``) check options with the same rules and the same messages.
+:func:`check_alibi_slopes`, :func:`check_flag`) are public so that other entry points with
+other tensor layouts (``varlen_attention``) check options with the same rules and messages.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         )
     bq, hq, _, dq = q.shape
     bk, hk, nk, dk = k.shape
-    bv, hv, nv, _ = v.shape
+    bv, hv, nv, dv = v.shape
     if not (bq == bk == bv):
         fail(f"batch sizes differ: q has {bq}, k has {bk}, v has {bv}; they must be equal")
     if dq != dk:
@@ -55,7 +55,18 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         fail(f"k and v head counts differ: k has {hk}, v has {hv}; they must be equal")
     if nk != nv:
         fail(f"k and v sequence lengths differ: k has {nk}, v has {nv}; they must be equal")
-    if hk == 0 or hq % hk != 0:
+    if hq == 0 or hk == 0:
+        fail(
+            f"q and k/v need at least one head each, got q with {hq} heads and k/v with {hk}; "
+            "attention over 0 heads has no defined output: skip the call instead"
+        )
+    if dq == 0 or dv == 0:
+        which = "q and k head_dim" if dq == 0 else "v head_dim"
+        fail(
+            f"{which} must be at least 1, got 0 (shapes q {tuple(q.shape)}, "
+            f"v {tuple(v.shape)}); the scale 1/√head_dim is undefined at 0: skip the call"
+        )
+    if hq % hk != 0:
         fail(
             f"q heads ({hq}) must be a multiple of k/v heads ({hk}) for grouped-query "
             "attention; choose a k/v head count that divides the query heads"
@@ -119,8 +130,8 @@ def check_window(window: Window | None) -> Window | None:
 
 
 def check_alibi_slopes(slopes: Tensor, *, batch: int, heads: int, device: torch.device) -> Tensor:
-    """ALiBi slopes of shape (heads,) or (batch | 1, heads) as float32 (batch | 1, heads) on
-    ``device``.
+    """ALiBi slopes of shape (heads,) or (batch | 1, heads), on ``device``, as float32 (float64
+    kept) (batch | 1, heads); differentiable when they require grad.
 
     Example::
 
@@ -128,7 +139,12 @@ def check_alibi_slopes(slopes: Tensor, *, batch: int, heads: int, device: torch.
         torch.Size([1, 8])
     """
     if not isinstance(slopes, Tensor):
-        slopes = torch.as_tensor(slopes, dtype=torch.float32)
+        fail(
+            f"alibi_slopes must be a torch.Tensor or None, got {type(slopes).__name__}; "
+            "build it with torch.tensor(...) or qkv.attention.alibi_slopes(heads)"
+        )
+    if slopes.device != device:
+        fail(f"alibi_slopes is on {slopes.device} but q is on {device}; move it with .to(q.device)")
     if slopes.dim() == 1 and slopes.shape[0] == heads:
         slopes = slopes.view(1, heads)
     elif not (slopes.dim() == 2 and slopes.shape[1] == heads and slopes.shape[0] in (1, batch)):
@@ -138,30 +154,46 @@ def check_alibi_slopes(slopes: Tensor, *, batch: int, heads: int, device: torch.
         )
     if not slopes.is_floating_point():
         fail(f"alibi_slopes must be floating point, got dtype {slopes.dtype}")
-    return slopes.to(device=device, dtype=torch.float32)
+    # float64 stays float64: the float64 oracle (and gradcheck) need the slopes unrounded.
+    return slopes.to(dtype=torch.float64 if slopes.dtype == torch.float64 else torch.float32)
+
+
+def _is_number(value: object) -> bool:
+    """An int or float but not a bool (True is an int to Python, never a scale to qkv)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool; a ValueError naming ``name`` otherwise (1, "yes", a tensor)."""
+    if not isinstance(value, bool):
+        fail(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
 
 
 def check_scale(scale: float | None, head_dim: int) -> float:
     """``scale`` as a float; None becomes 1/√head_dim."""
     if scale is None:
         return default_scale(head_dim)
-    if not isinstance(scale, int | float) or not math.isfinite(scale):
+    if not _is_number(scale) or not math.isfinite(scale):
         fail(f"scale must be a finite number or None, got {scale!r}")
     return float(scale)
 
 
 def check_softcap(softcap: float | None) -> float | None:
-    """``softcap`` as a positive float, or None for no soft-capping."""
+    """``softcap`` as a finite positive float, or None for no soft-capping."""
     if softcap is None:
         return None
-    if not isinstance(softcap, int | float) or not softcap > 0:
-        fail(f"softcap must be a positive number or None, got {softcap!r}")
+    if not _is_number(softcap) or not math.isfinite(softcap) or not softcap > 0:
+        fail(
+            f"softcap must be a positive number (finite) or None, got {softcap!r}; "
+            "pass None for no soft-capping"
+        )
     return float(softcap)
 
 
 def check_dropout_p(dropout_p: float) -> float:
     """``dropout_p`` as a float in [0, 1)."""
-    if not isinstance(dropout_p, int | float) or not (0.0 <= dropout_p < 1.0):
+    if not _is_number(dropout_p) or not (0.0 <= dropout_p < 1.0):
         fail(f"dropout_p must be in [0, 1), got {dropout_p!r}")
     return float(dropout_p)
 
@@ -182,6 +214,8 @@ def validate(
 ) -> AttentionCall:
     """Check every argument of ``qkv.attention`` and return the normalised call."""
     _check_qkv(q, k, v)
+    causal = check_flag("causal", causal)
+    need_weights = check_flag("need_weights", need_weights)
     if mask is not None:
         mask = _check_mask(mask, q, k)
     scale = check_scale(scale, q.shape[-1])
@@ -199,7 +233,7 @@ def validate(
         q=q,
         k=k,
         v=v,
-        causal=bool(causal),
+        causal=causal,
         mask=mask,
         scale=scale,
         dropout_p=dropout_p,
@@ -207,5 +241,5 @@ def validate(
         window=window,
         alibi_slopes=alibi_slopes,
         softcap=softcap,
-        need_weights=bool(need_weights),
+        need_weights=need_weights,
     )

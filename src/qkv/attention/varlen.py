@@ -21,6 +21,7 @@ from qkv.attention.triton_support import (
 )
 from qkv.attention.validate import (
     check_alibi_slopes,
+    check_flag,
     check_scale,
     check_softcap,
     check_window,
@@ -127,8 +128,13 @@ def varlen_attention(
     if alibi_slopes is not None:
         batch, heads = cu_q.shape[0] - 1, q.shape[1]
         slopes = check_alibi_slopes(alibi_slopes, batch=batch, heads=heads, device=q.device)
+        if slopes.requires_grad:
+            fail(
+                "varlen_attention does not compute gradients with respect to alibi_slopes; "
+                "pass alibi_slopes.detach(), or pad and call qkv.attention (backend 'tiled')"
+            )
         alibi_slopes = slopes.detach().contiguous()  # (B|1, Hq) float32
-    left, right = key_bounds(bool(causal), check_window(window))
+    left, right = key_bounds(check_flag("causal", causal), check_window(window))
 
     from qkv.attention.triton_kernels.autograd import fused_attention
     from qkv.attention.triton_kernels.problem import Problem

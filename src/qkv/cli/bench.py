@@ -35,13 +35,20 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be >= 1, got {value}")
+    from qkv.attention.thresholds import cpu_capability, cpu_thresholds
     from qkv.bench.hardware import machine_line
     from qkv.bench.quick import quick_rows
 
     if args.quick:
+        limits = cpu_thresholds()
         print(
             f"qkv bench --quick: forward time per backend (median of {args.repeats}); "
             f"{machine_line()}"
+        )
+        print(
+            f"measured on CPU capability {cpu_capability()}; auto's CPU thresholds: "
+            f"{limits.source} (math up to Nq·Nk {limits.math_max_qk} in fp32, "
+            f"{limits.math_max_qk_lowp} in bf16/fp16; reference up to {limits.reference_max_qk})"
         )
         lines = quick_rows(
             n=args.seq_len, heads=args.heads, dim=args.head_dim, repeats=args.repeats
