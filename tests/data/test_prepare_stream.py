@@ -139,8 +139,8 @@ def test_killed_mid_shard_leaves_no_entry_that_loads(tmp_path: Path) -> None:
     leftovers = list(prepared.iterdir())
     assert leftovers and all(p.name.endswith(".tmp") for p in leftovers)  # only a temporary
     assert all(read_manifest(p) is None for p in leftovers)
-    done = prepare_corpus(SourceSpec(data=str(tmp_path / "corpus")),
-                          PrepareOptions(shard_tokens=1000), root=tmp_path / "c", quiet=True)  # fmt: skip
+    spec = SourceSpec(data=str(tmp_path / "corpus"))
+    done = prepare_corpus(spec, PrepareOptions(shard_tokens=1000), root=tmp_path / "c", quiet=True)
     assert not done.cache_hit
     assert [p.name for p in prepared.iterdir()] == [done.folder.name]  # the stale one is gone
     texts = [(tmp_path / "corpus" / n).read_text(encoding="utf-8")

@@ -92,7 +92,7 @@ def text_file_problem(path: Path, *, read_bytes: int = READ_BYTES) -> str | None
         for _ in read_text_pieces(path, read_bytes=read_bytes):
             pass
     except (ValueError, OSError) as error:
-        return str(error).removeprefix(f"corpus file {path} ")
+        return str(error).removeprefix(f"corpus file {path} ").split(";")[0]
     return None
 
 
@@ -161,7 +161,15 @@ def open_source(spec: SourceSpec) -> Source:
     if path.is_dir() and _is_saved_dataset(path):
         import datasets
 
-        return _dataset_source(spec, datasets.load_from_disk(str(path)), str(path))
+        try:
+            dataset = datasets.load_from_disk(str(path))
+        except Exception as error:  # datasets fails with IndexError on an empty saved split
+            raise ValueError(
+                f"dataset folder {path} could not be opened by datasets.load_from_disk "
+                f"({type(error).__name__}: {str(error)[:200]}); is it empty or damaged? Save it "
+                "again with save_to_disk"
+            ) from None
+        return _dataset_source(spec, dataset, str(path))
     if path.is_dir():
         files = tuple(
             sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
@@ -201,6 +209,12 @@ def _hub_source(spec: SourceSpec) -> Source:
         dataset = datasets.load_dataset(name, split=spec.split)  # shows its download progress
     except ValueError as error:  # an unknown split, among others
         raise ValueError(f"dataset {name}: {str(error).splitlines()[0]}") from None
+    except ConnectionError as error:  # offline (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) or no network
+        raise ValueError(
+            f"dataset {name} is not in the datasets cache and the Hub cannot be reached "
+            f"({str(error).splitlines()[0][:160]}); download it once online, or pass a local "
+            "folder written by save_to_disk"
+        ) from None
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"dataset {name} was not found ({str(error).splitlines()[0][:200]}); check the id, "
@@ -210,7 +224,9 @@ def _hub_source(spec: SourceSpec) -> Source:
 
 
 def _dataset_source(spec: SourceSpec, dataset: Any, origin: str) -> Source:
-    if hasattr(dataset, "keys") and not hasattr(dataset, "column_names"):  # a DatasetDict
+    import datasets
+
+    if isinstance(dataset, datasets.DatasetDict):
         if spec.split not in dataset:
             raise ValueError(
                 f"dataset {origin} has no split {spec.split!r}; pass --data-split with one of: "

@@ -143,12 +143,17 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
-    """One flag per dataclass field: ``--field-name`` typed from the annotation, help from the
-    field's metadata. Booleans get ``--x`` / ``--no-x``. Defaults are left as None so the CLI
-    can tell which flags were given (to override a resumed config)."""
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type = TrainConfig, *, only: tuple[str, ...] = ()
+) -> None:
+    """One flag per dataclass field (or per field named in ``only``): ``--field-name`` typed
+    from the annotation, help from the field's metadata. Booleans get ``--x`` / ``--no-x``.
+    Defaults are left as None so the CLI can tell which flags were given (to override a
+    resumed config)."""
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if only and f.name not in only:
+            continue
         hint = hints[f.name]
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if hint is bool:
