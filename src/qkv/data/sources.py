@@ -116,7 +116,8 @@ def read_text_pieces(path: Path, *, read_bytes: int = READ_BYTES) -> Iterator[st
             if offset < (1 << 20) and b"\x00" in block[: (1 << 20) - offset]:
                 raise ValueError(
                     f"corpus file {path} looks binary (a NUL byte at byte "
-                    f"{offset + block.index(0)}); pass UTF-8 text files with --data, or --skip-bad-files"
+                    f"{offset + block.index(0)}); pass UTF-8 text files with --data, or "
+                    "--skip-bad-files"
                 )
             pending = len(decoder.getstate()[0])
             try:
