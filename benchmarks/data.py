@@ -213,8 +213,13 @@ def main() -> None:
     base = {**os.environ, "PYTHONPATH": src, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     plan = [("char", int(s)) for s in args.char_mb.split(",") if s]
     plan += [("bpe", int(s)) for s in args.bpe_mb.split(",") if s]
-    rows = []
+    rows: list[tuple] = []
     started = datetime.now(UTC)
+
+    def add(row: tuple) -> None:  # printed at once: a run cut short still shows its rows
+        rows.append(row)
+        print(row, flush=True)
+
     try:
         for kind, megabytes in plan:
             corpus = work / f"corpus-{megabytes}mb.txt"
@@ -227,31 +232,30 @@ def main() -> None:
                    "--tokenizer", kind, "--vocab-size", "8192", "--quiet"]  # fmt: skip
             wall, peak, out = measure(qkv, env)
             tokens = int(out.split(" tokens")[0].split()[-1].replace(",", ""))
-            rows.append((f"qkv prepare {kind}" + (" (train 8k BPE + encode)" if kind == "bpe"
+            add((f"qkv prepare {kind}" + (" (train 8k BPE + encode)" if kind == "bpe"
                          else ""), size, tokens, wall, peak, inside(out)))  # fmt: skip
             if kind == "bpe":  # the encoding alone, with the tokenizer cached
                 shutil.rmtree(cache / "prepared")
                 wall, peak, out = measure(qkv, env)
-                rows.append(("qkv prepare bpe (encode only)", size, tokens, wall, peak,
+                add(("qkv prepare bpe (encode only)", size, tokens, wall, peak,
                              inside(out)))  # fmt: skip
             qkv_wall = wall
             hit_wall, _, out = measure(qkv, env)
-            rows.append((f"qkv prepare {kind}: cache hit", size, tokens, hit_wall, 0.0,
+            add((f"qkv prepare {kind}: cache hit", size, tokens, hit_wall, 0.0,
                          inside(out)))  # fmt: skip
             tokenizer = next((cache / "tokenizers").glob("stream-*.json"))
             peer = [sys.executable, "-c", PEER, str(corpus), str(tokenizer),
                     str(work / "peer.bin"), str(work / f"hf-{kind}-{megabytes}")]  # fmt: skip
             wall, peak, out = measure(peer, base)
-            rows.append((f"peer {kind}: datasets map (2 procs) + memmap", size, int(out), wall,
+            add((f"peer {kind}: datasets map (2 procs) + memmap", size, int(out), wall,
                          peak, None))  # fmt: skip
-            rows.append((f"  qkv / peer wall ({kind})", size, 0, qkv_wall / wall, 0.0, None))
+            add((f"  qkv / peer wall ({kind})", size, 0, qkv_wall / wall, 0.0, None))
             shutil.rmtree(work / f"hf-{kind}-{megabytes}", ignore_errors=True)
             (work / "peer.bin").unlink(missing_ok=True)
             shutil.rmtree(cache, ignore_errors=True)
-            print(rows[-5:] if kind == "bpe" else rows[-4:], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_report(Path(args.out), rows, started)
+        write_report(Path(args.out), rows, started)
 
 
 def write_report(path: Path, rows: list[tuple], started: datetime) -> None:
