@@ -106,10 +106,8 @@ def read_text_pieces(path: Path, *, read_bytes: int = READ_BYTES) -> Iterator[st
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset = 0
     first = True
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in finally, the generator may stop early
-    except OSError as error:
-        raise ValueError(f"corpus file {path} cannot be read ({error.strerror})") from None
+    # An OSError (permission, I/O) propagates: the CLI describes it in one line.
+    handle = open(path, "rb")  # noqa: SIM115 - closed in finally, the generator may stop early
     try:
         while True:
             block = handle.read(read_bytes)
