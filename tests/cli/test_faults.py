@@ -77,12 +77,13 @@ def test_a_symlink_loop_or_unreadable_input_is_one_line(
     code = main(["eval", str(run), "--data", str(loop)])
     one_line_error(capsys.readouterr().err, code, "symlink loop")
 
-    from qkv.data import corpus
+    from qkv.data import corpus, sources
 
     def unreadable(path: Path) -> str:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
     monkeypatch.setattr(corpus, "_read_text_file", unreadable)  # root reads anything: simulate
+    monkeypatch.setattr(sources, "read_text_pieces", lambda path, **_: unreadable(path))
     cli_error(capsys, _train(tmp_path), "permission denied", "EACCES")
     code = main(["eval", str(run), "--data", str(run.parent / "corpus.txt")])
     one_line_error(capsys.readouterr().err, code, "permission denied")

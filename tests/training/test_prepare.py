@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from train_helpers import TINY
 
+from qkv.data import prepare_stream
 from qkv.training import prepare
 from qkv.training.config import TrainConfig
 
@@ -17,7 +18,7 @@ def test_bpe_tokenizer_is_cached_by_corpus_and_vocab(
         **{**TINY, "data": str(corpus_file), "tokenizer": "bpe", "vocab_size": 300}
     )
     first = prepare.prepare_data(config, quiet=True)
-    monkeypatch.setattr(prepare, "build_tokenizer", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(prepare_stream, "train_tokenizer", lambda *a, **k: pytest.fail("retrained"))
     again = prepare.prepare_data(config, quiet=True)
     assert again.tokenizer.to_str() == first.tokenizer.to_str()
     assert again.train.tolist() == first.train.tolist()

@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "bench",
     "backends",
     "train",
+    "prepare",
     "generate",
     "chat",
     "eval",

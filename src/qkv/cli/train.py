@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from qkv.training.run_dir import plan_resume
     from qkv.training.trainer import TrainingInterrupted, train
 
-    if args.data is not None:
+    if args.data is not None and not args.data.startswith("hf:"):  # hf:NAME is a dataset id
         args.data = str(input_path(args.data, "--data"))
     if args.resume is not None:
         if args.overwrite:

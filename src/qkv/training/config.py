@@ -28,6 +28,12 @@ class TrainConfig(Serialisable):
     tokenizer: Literal["char", "bpe"] = _option("char", "character level or byte-level BPE")
     vocab_size: int = _option(512, "BPE vocabulary size (ignored for char)")
     val_fraction: float = _option(0.1, "last fraction of the tokens held out for validation")
+    text_field: str = _option("text", "JSONL / Parquet / datasets field holding the text")
+    data_split: str = _option("train", "split of a datasets corpus (hf:NAME or a saved folder)")
+    skip_bad_files: bool = _option(
+        False, "skip (and count) unreadable or non-UTF-8 files of a corpus folder"
+    )
+    bpe_sample_mb: int = _option(256, "megabytes from the corpus start that train the BPE")
     # Model
     model: str = _option("baby-gpt", "model preset from qkv.models (gpt-* or bert-*)")
     block_size: int = _option(64, "context length in tokens")
@@ -69,11 +75,14 @@ class TrainConfig(Serialisable):
     fused_adamw: bool = _option(True, "fused AdamW kernel (3x faster step than the for-loop one)")
     progress: bool = _option(True, "show a progress bar on stderr")
     plot: bool = _option(True, "write loss.png (matplotlib) at each evaluation")
+    log: Literal["none", "tensorboard", "wandb"] = _option(
+        "none", "also log to TensorBoard (SummaryWriter, in --out-dir/tensorboard) or wandb"
+    )
 
     def __post_init__(self) -> None:
         positive = (
             "vocab_size", "block_size", "batch_size", "grad_accum", "max_iters",
-            "eval_interval", "eval_iters", "log_interval", "keep_last",
+            "eval_interval", "eval_iters", "log_interval", "keep_last", "bpe_sample_mb",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -88,6 +97,10 @@ class TrainConfig(Serialisable):
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(
                 f"TrainConfig.tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}"
+            )
+        if self.log not in ("none", "tensorboard", "wandb"):
+            raise ValueError(
+                f"TrainConfig.log must be none, tensorboard or wandb, got {self.log!r}"
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -121,7 +134,8 @@ class TrainConfig(Serialisable):
 # Fields whose change on --resume would make the continued run a different run.
 RUN_DEFINING = (
     "tokenizer", "vocab_size", "val_fraction", "model", "block_size", "n_layer", "n_head",
-    "n_embd", "batch_size", "grad_accum", "seed", "data", "fsdp",
+    "n_embd", "batch_size", "grad_accum", "seed", "data", "fsdp", "text_field", "data_split",
+    "bpe_sample_mb",
 )  # fmt: skip
 
 
@@ -129,12 +143,17 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
-    """One flag per dataclass field: ``--field-name`` typed from the annotation, help from the
-    field's metadata. Booleans get ``--x`` / ``--no-x``. Defaults are left as None so the CLI
-    can tell which flags were given (to override a resumed config)."""
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type = TrainConfig, *, only: tuple[str, ...] = ()
+) -> None:
+    """One flag per dataclass field (or per field named in ``only``): ``--field-name`` typed
+    from the annotation, help from the field's metadata. Booleans get ``--x`` / ``--no-x``.
+    Defaults are left as None so the CLI can tell which flags were given (to override a
+    resumed config)."""
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if only and f.name not in only:
+            continue
         hint = hints[f.name]
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if hint is bool:

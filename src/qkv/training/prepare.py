@@ -1,8 +1,10 @@
-"""What a run needs before its first step: the corpus, a tokenizer, token splits and a model."""
+"""What a run needs before its first step: the corpus, a tokenizer, token splits and a model.
+
+The corpus is streamed into token shards once (:mod:`qkv.data.prepare_stream`); every later run,
+and every rank under torchrun, reads them through memmaps."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,9 +15,11 @@ from torch import nn
 
 from qkv.atomic import write_text_atomic
 from qkv.data.batches import MaskingSpec
-from qkv.data.corpus import read_corpus, split_point
-from qkv.data.token_cache import cache_dir, cached_tokens
-from qkv.data.tokenizers import MASK, PAD, build_tokenizer
+from qkv.data.corpus import split_point
+from qkv.data.prepare_stream import PrepareOptions, prepare_corpus
+from qkv.data.shards import ShardedTokens
+from qkv.data.sources import SourceSpec
+from qkv.data.tokenizers import MASK, PAD
 from qkv.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -27,8 +31,8 @@ class PreparedData:
     """Tokenizer and token splits of a corpus; ``masking`` is set for masked-LM (BERT) runs."""
 
     tokenizer: Tokenizer
-    train: np.ndarray  # (N_train,) token ids
-    val: np.ndarray  # (N_val,) token ids
+    train: ShardedTokens | np.ndarray  # (N_train,) token ids (memmapped shards)
+    val: ShardedTokens | np.ndarray  # (N_val,) token ids
     corpus_sha256: str
     corpus_path: str
     masking: MaskingSpec | None
@@ -54,6 +58,29 @@ def corpus_path(config: TrainConfig, *, quiet: bool = False) -> Path:
     return ensure_default_corpus(quiet=quiet)
 
 
+def corpus_spec(config: TrainConfig, *, quiet: bool = False) -> SourceSpec:
+    """The :class:`SourceSpec` of ``config``'s data (``hf:`` ids are passed through)."""
+    data = config.data
+    if data is None or not data.startswith("hf:"):
+        data = str(corpus_path(config, quiet=quiet))
+    return SourceSpec(
+        data=data,
+        text_field=config.text_field,
+        split=config.data_split,
+        skip_bad_files=config.skip_bad_files,
+    )
+
+
+def prepare_options(config: TrainConfig) -> PrepareOptions:
+    """How ``config`` tokenizes its corpus (masked-LM presets get [PAD]/[MASK], no EOT)."""
+    return PrepareOptions(
+        tokenizer=config.tokenizer,
+        vocab_size=config.vocab_size,
+        masked_lm=is_masked_lm(config.model),
+        bpe_sample_mb=config.bpe_sample_mb,
+    )
+
+
 # A run reads and writes its tokenizer through these two only (cache, checkpoints, resume), so
 # a change of tokenizer type is one edit here.
 def write_tokenizer_json(tokenizer: Tokenizer, path: Path) -> None:
@@ -66,18 +93,6 @@ def read_tokenizer_json(path: Path) -> Tokenizer:
     from qkv.data.tokenizer import Tokenizer
 
     return Tokenizer.from_file(path)
-
-
-def _cached_tokenizer(config: TrainConfig, text: str, sha256: str, masked_lm: bool) -> Tokenizer:
-    if config.tokenizer == "char":
-        return build_tokenizer("char", text, masked_lm=masked_lm)
-    key = hashlib.sha256(f"{sha256}:bpe:{config.vocab_size}:{masked_lm}".encode()).hexdigest()
-    path = cache_dir() / "tokenizers" / f"{key[:32]}.json"
-    if path.is_file():
-        return read_tokenizer_json(path)
-    tokenizer = build_tokenizer("bpe", text, vocab_size=config.vocab_size, masked_lm=masked_lm)
-    write_tokenizer_json(tokenizer, path)
-    return tokenizer
 
 
 def masking_spec(tokenizer: Tokenizer) -> MaskingSpec:
@@ -97,34 +112,34 @@ def masking_spec(tokenizer: Tokenizer) -> MaskingSpec:
 def prepare_data(
     config: TrainConfig, *, tokenizer: Tokenizer | None = None, quiet: bool = False
 ) -> PreparedData:
-    """Read the corpus, train (or reuse) the tokenizer, tokenize through the memmap cache and
-    split into train (first ``1 - val_fraction``) and validation (the rest).
+    """Stream the corpus into cached token shards (:mod:`qkv.data.prepare_stream`: the
+    tokenizer is trained or reused, a cache hit costs a stat per file) and split it into train
+    (first ``1 - val_fraction``) and validation (the rest), both memmapped windows.
 
     Raises ValueError when either split is shorter than one context window.
     """
     masked_lm = is_masked_lm(config.model)
-    path = corpus_path(config, quiet=quiet)
-    corpus = read_corpus(path)
-    if tokenizer is None:
-        tokenizer = _cached_tokenizer(config, corpus.text, corpus.sha256, masked_lm)
-    tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
+    spec = corpus_spec(config, quiet=quiet)
+    prepared = prepare_corpus(spec, prepare_options(config), tokenizer=tokenizer, quiet=quiet)
+    tokens = prepared.tokens
     cut = split_point(len(tokens), config.val_fraction)
-    train, val = tokens[:cut], tokens[cut:]
+    train, val = tokens.view(0, cut), tokens.view(cut, len(tokens))
     need = config.block_size + 2
     for name, part in (("training", train), ("validation", val)):
         if len(part) < need:
             raise ValueError(
-                f"corpus {path} is too short: its {name} split has {len(part)} tokens, fewer "
-                f"than one context window (block_size={config.block_size} needs {need}); use a "
-                f"longer text or a smaller --block-size (total tokens: {len(tokens)})"
+                f"corpus {spec.data} is too short: its {name} split has {len(part)} tokens, "
+                f"fewer than one context window (block_size={config.block_size} needs {need}); "
+                f"use a longer text or a smaller --block-size (total tokens: {len(tokens)})"
             )
+    origin = spec.data if spec.data.startswith("hf:") else str(Path(spec.data).resolve())
     return PreparedData(
-        tokenizer=tokenizer,
+        tokenizer=prepared.tokenizer,
         train=train,
         val=val,
-        corpus_sha256=corpus.sha256,
-        corpus_path=str(path.resolve()),
-        masking=masking_spec(tokenizer) if masked_lm else None,
+        corpus_sha256=prepared.content_sha256,
+        corpus_path=origin,
+        masking=masking_spec(prepared.tokenizer) if masked_lm else None,
     )
 
 

@@ -116,11 +116,7 @@ def start_session(
     elif config.fsdp:
         say("--fsdp: one process, so nothing to shard; training unsharded", env, quiet)
 
-    data = prepare_data(
-        config,
-        tokenizer=point.tokenizer if point is not None else None,
-        quiet=quiet or not env.is_main,
-    )
+    data = prepared_once(config, env, point.tokenizer if point is not None else None, quiet)
     if point is not None:
         resume.check_same_corpus(point, data)
     check_work_bounds(config, data)
@@ -135,6 +131,21 @@ def start_session(
     else:
         resume.seed_fresh_run(session)
     return session
+
+
+def prepared_once(
+    config: TrainConfig, env: dist_utils.Distributed, tokenizer: Any, quiet: bool
+) -> PreparedData:
+    """Rank 0 prepares (or finds cached) the token shards while the other ranks wait at a
+    barrier, then they open the same shards: no rank tokenizes twice or holds the corpus.
+    A failure on rank 0 still meets the barrier, and the others then raise the same error."""
+    if env.is_main:
+        try:
+            return prepare_data(config, tokenizer=tokenizer, quiet=quiet)
+        finally:
+            dist_utils.barrier(env)
+    dist_utils.barrier(env)
+    return prepare_data(config, tokenizer=tokenizer, quiet=True)
 
 
 def open_session(

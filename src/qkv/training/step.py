@@ -42,6 +42,7 @@ class StepStats:
 
     loss: float
     lr: float
+    grad_norm: float | None = None  # before clipping; None when --grad-clip 0
 
 
 def optimizer_step(session: TrainSession) -> StepStats:
@@ -79,14 +80,13 @@ def optimizer_step(session: TrainSession) -> StepStats:
             f"The last good checkpoint is {ckpt.describe_latest(out_dir)}; lower --lr or keep "
             f"--grad-clip on, then `qkv train --resume {out_dir}`"
         )
-    if config.grad_clip > 0:
-        _clip_gradients(session)
+    grad_norm = _clip_gradients(session) if config.grad_clip > 0 else None
     session.optimizer.step()
     session.optimizer.zero_grad(set_to_none=True)
-    return StepStats(loss=loss_value, lr=lr)
+    return StepStats(loss=loss_value, lr=lr, grad_norm=grad_norm)
 
 
-def _clip_gradients(session: TrainSession) -> None:
+def _clip_gradients(session: TrainSession) -> float:
     parameters = session.raw_model.parameters()
     norm = torch.nn.utils.clip_grad_norm_(parameters, session.config.grad_clip)
     if hasattr(norm, "full_tensor"):  # FSDP: a sharded (DTensor) norm
@@ -96,6 +96,7 @@ def _clip_gradients(session: TrainSession) -> None:
             f"gradient norm became {float(norm)} at step {session.step + 1}; stopped without "
             f"saving. The last good checkpoint is {ckpt.describe_latest(session.out_dir)}"
         )
+    return float(norm)
 
 
 @torch.no_grad()

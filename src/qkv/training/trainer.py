@@ -27,6 +27,7 @@ from qkv.training.checkpointer import Checkpointer
 from qkv.training.config import TrainConfig
 from qkv.training.errors import TrainingError, TrainingInterrupted
 from qkv.training.limits import check_fits_memory
+from qkv.training.loggers import RunLogger
 from qkv.training.metrics import MetricsLog, perplexity, plot_losses
 from qkv.training.progress import Progress
 from qkv.training.run_dir import check_claimable
@@ -121,6 +122,7 @@ def run(session: TrainSession, checkpointer: Checkpointer, *, quiet: bool = Fals
     TrainingInterrupted."""
     config, env, out_dir = session.config, session.env, session.out_dir
     metrics = MetricsLog(out_dir / "metrics.jsonl", enabled=env.is_main)
+    logger = RunLogger(config.log, out_dir, config=config.to_dict(), enabled=env.is_main)
     progress = Progress(
         start=session.step,
         total=config.max_iters,
@@ -152,12 +154,16 @@ def run(session: TrainSession, checkpointer: Checkpointer, *, quiet: bool = Fals
                             "tokens_per_s": round(tokens_per_s, 1),
                         }
                     )
+                    logger.scalars(step, {"train/loss": loss_value, "train/lr": stats.lr,
+                                          "train/tokens_per_s": tokens_per_s,
+                                          "train/grad_norm": stats.grad_norm})  # fmt: skip
                 evaluated = step % config.eval_interval == 0 or step == config.max_iters
                 if evaluated:
                     val_loss = _validation_loss(session)
                     metrics.write(
                         {"step": step, "val_loss": val_loss, "val_ppl": perplexity(val_loss)}
                     )
+                    logger.scalars(step, {"val/loss": val_loss})
                     progress.write(
                         f"step {step}: train loss {loss_value:.4f}, val loss {val_loss:.4f} "
                         f"(perplexity {perplexity(val_loss):.2f})"
@@ -187,6 +193,7 @@ def run(session: TrainSession, checkpointer: Checkpointer, *, quiet: bool = Fals
     finally:
         progress.close()
         metrics.close()
+        logger.close()
     best = checkpointer.best
     return TrainResult(
         out_dir=out_dir,
