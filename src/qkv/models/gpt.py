@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from qkv.models.config import GPTConfig
 from qkv.models.moved_arguments import ATTENTIONS, LM_LOSS, reject_moved_arguments
 from qkv.nn.attention import MultiHeadAttention
-from qkv.nn.hooks import HookedModel, HookPoint
+from qkv.nn.hooks import HookedModel, HookPoint, norm_through_hook
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
 from qkv.nn.norms import make_norm
@@ -138,7 +138,7 @@ class GPT(HookedModel, nn.Module):
         self.hook_embed = HookPoint("(B, T, C)")  # identity unless hooked (qkv.nn.hooks)
         if c.position == "learned":
             self.hook_pos_embed = HookPoint("(B, T, C)")
-        self.hook_ln_final = HookPoint("(B, T, C)")
+        self.hook_ln_final = HookPoint("(B, T, C) before the norm's weight and bias")
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -260,7 +260,7 @@ class GPT(HookedModel, nn.Module):
                 attentions.append(weights)
         if cache is not None:
             cache.advance(length)
-        x = self.hook_ln_final(self.transformer["ln_f"](x))
+        x = norm_through_hook(self.transformer["ln_f"], self.hook_ln_final, x)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(x), attentions  # (B, T, vocab)

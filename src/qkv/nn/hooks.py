@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -188,3 +189,21 @@ class HookedModel:
             assert isinstance(self, nn.Module)
             output = self(input_ids, *args, **kwargs)
         return output, cache
+
+
+def norm_through_hook(norm: nn.Module, hook: HookPoint, x: Tensor) -> Tensor:
+    """``norm(x)`` with ``hook`` seeing the normalised x before the affine weight and bias
+    (TransformerLens's ``hook_normalized``). x (..., C) -> (..., C). LayerNorm or RMSNorm."""
+    if not hook.active:
+        return norm(x)
+    weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+    if isinstance(norm, nn.LayerNorm):
+        normalized = nn.functional.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+    else:  # RMSNorm: float32 statistics, cast back before the weight, as RMSNorm.forward
+        hidden = x.to(torch.float32)
+        variance = hidden.pow(2).mean(-1, keepdim=True)
+        normalized = (hidden * torch.rsqrt(variance + norm.eps)).to(x.dtype)
+    normalized = hook(normalized)
+    if weight is not None:
+        normalized = weight * normalized
+    return normalized if bias is None else normalized + bias
