@@ -26,6 +26,9 @@ SUBCOMMANDS = (
     "explain",
     "show",
     "heads",
+    "patch",
+    "lens",
+    "ablate",
     "demo",
 )
 
