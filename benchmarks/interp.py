@@ -2,7 +2,7 @@
 
 1. A full layer × head ``hook_z`` patching sweep (every position at once) on a
    GPT-2-124M-shaped model with random weights and 20-token prompts: qkv's
-   ``qkv.interp.patch_heads`` (stacked forward passes) against TransformerLens's
+   ``interp.patch_heads`` (stacked forward passes) against TransformerLens's
    ``patching.get_act_patch_attn_head_out_all_pos`` (one forward per head) on a
    TransformerBridge around transformers' GPT2LMHeadModel holding the same weights. Both
    compute the same thing (TransformerLens runs the corrupted prompt with clean activations
@@ -27,6 +27,7 @@ import torch
 import transformers
 
 import qkv
+from qkv import interp
 from qkv.bench.hardware import machine_line
 from qkv.nn.hooks import HookPoint
 
@@ -37,11 +38,16 @@ def _seconds(function) -> float:
     return time.perf_counter() - start
 
 
-def _pair() -> tuple[qkv.models.GPT, transformers.GPT2LMHeadModel, transformers.GPT2Config]:
-    """qkv GPT-2 124M with random weights and a transformers copy of the same weights."""
+def _pair(
+    n_layer: int = 12,
+) -> tuple[qkv.models.GPT, transformers.GPT2LMHeadModel, transformers.GPT2Config]:
+    """qkv GPT-2 124M (or its first ``n_layer`` layers) with random weights and a
+    transformers copy of the same weights."""
     torch.manual_seed(0)
-    ours = qkv.models.GPT(qkv.models.preset("gpt2")).eval()
-    hf_config = transformers.GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    ours = qkv.models.GPT(qkv.models.preset("gpt2", n_layer=n_layer)).eval()
+    hf_config = transformers.GPT2Config(
+        n_layer=n_layer, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+    )
     hf = transformers.GPT2LMHeadModel(hf_config).eval()
     conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
     hf_state = {
@@ -57,12 +63,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--n-layer", type=int, default=12,
+        help="layers of the GPT-2-shaped model (default 12 = GPT-2 124M; fewer on a busy CPU)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from transformer_lens import patching
     from transformer_lens.model_bridge.sources import build_bridge_from_module
 
-    ours, hf, hf_config = _pair()
+    ours, hf, hf_config = _pair(args.n_layer)
     bridge = build_bridge_from_module(hf, "GPT2LMHeadModel", hf_config=hf_config)
     generator = torch.Generator().manual_seed(1)
     clean = torch.randint(0, hf_config.vocab_size, (1, 20), generator=generator)
@@ -82,7 +92,7 @@ def main() -> None:
             )
 
     def qkv_sweep() -> torch.Tensor:
-        return qkv.interp.patch_heads(ours, corrupt, clean, metric)
+        return interp.patch_heads(ours, corrupt, clean, metric)
 
     theirs, mine = transformer_lens_sweep(), qkv_sweep()  # warm-up and the equality check
     difference = float((theirs.double() - mine).abs().max())
@@ -113,13 +123,14 @@ def main() -> None:
     overhead = median["forward"] / (median["forward"] - hooks_cost)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"`python benchmarks/interp.py --reps {args.reps}`, {when}",
+        f"`python benchmarks/interp.py --reps {args.reps} --n-layer {args.n_layer}`, {when}",
         "",
         f"machine: {machine_line()}",
-        "model: GPT-2 124M shape (12 layers × 12 heads, d_model 768), random weights, fp32; "
+        f"model: GPT-2 124M shape ({args.n_layer} of its 12 layers × 12 heads, d_model 768, "
+        "vocab 50257), random weights, fp32; "
         "prompts of 20 tokens, batch 1; metric: logit difference at the last position",
         "",
-        "| 144-head hook_z patching sweep | median s | vs TransformerLens |",
+        f"| {args.n_layer * 12}-head hook_z patching sweep | median s | vs TransformerLens |",
         "| --- | ---: | ---: |",
         f"| TransformerLens 4 `get_act_patch_attn_head_out_all_pos` | "
         f"{median['transformer_lens']:.3f} | 1.00x |",
