@@ -27,6 +27,9 @@ SUBCOMMANDS = (
     "explain",
     "show",
     "heads",
+    "patch",
+    "lens",
+    "ablate",
     "demo",
 )
 

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from qkv.models.config import BertConfig
 from qkv.models.moved_arguments import ATTENTIONS, MLM_LOSS, reject_moved_arguments
 from qkv.nn.attention import MultiHeadAttention
+from qkv.nn.hooks import HookedModel, HookPoint
 from qkv.nn.mlp import GeluMLP
 from qkv.nn.packing import PackedSequences
 
@@ -51,12 +52,15 @@ class BertEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.n_embd)
         self.LayerNorm = nn.LayerNorm(c.n_embd, eps=c.norm_eps)
         self.dropout = nn.Dropout(c.dropout)
+        self.hook_embed = HookPoint("(B, T, C)")  # hook points: identity unless hooked
+        self.hook_token_type_embed = HookPoint("(B, T, C)")
+        self.hook_pos_embed = HookPoint("(B, T, C)")
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
         x = (
-            self.word_embeddings(input_ids)
-            + self.token_type_embeddings(token_type_ids)
-            + self.position_embeddings(position_ids)
+            self.hook_embed(self.word_embeddings(input_ids))
+            + self.hook_token_type_embed(self.token_type_embeddings(token_type_ids))
+            + self.hook_pos_embed(self.position_embeddings(position_ids))
         )  # (B, T, C)
         return self.dropout(self.LayerNorm(x))
 
@@ -78,11 +82,20 @@ class BertLayer(nn.Module):
         self.mlp = GeluMLP(c.n_embd, c.intermediate_size, activation="gelu", dropout=c.dropout)
         self.ln_2 = nn.LayerNorm(c.n_embd, eps=c.norm_eps)
         self.dropout = nn.Dropout(c.dropout)
+        # Hook points (identity unless hooked), TransformerLens's BERT names: resid_mid is
+        # before ln_1, resid_post before ln_2, normalized_resid_post the layer's output.
+        self.hook_resid_pre = HookPoint("(B, T, C)")
+        self.hook_attn_out = HookPoint("(B, T, C)")
+        self.hook_resid_mid = HookPoint("(B, T, C)")
+        self.hook_mlp_out = HookPoint("(B, T, C)")
+        self.hook_resid_post = HookPoint("(B, T, C)")
+        self.hook_normalized_resid_post = HookPoint("(B, T, C)")
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None, need_weights: bool
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, C) -> (x, weights (B, H, T, T) or None)."""
+        x = self.hook_resid_pre(x)
         attended = self.attn(x, mask=mask, need_weights=need_weights)
         weights = None
         if need_weights:
@@ -96,11 +109,12 @@ class BertLayer(nn.Module):
     def add_and_feed_forward(self, x: Tensor, attended: Tensor) -> Tensor:
         """Everything after attention, position-wise, so the padded and packed paths share
         it: ln_1(x + attended), then ln_2(x + mlp(x)). x, attended (..., C)."""
-        x = self.ln_1(x + self.dropout(attended))
-        return self.ln_2(x + self.mlp(x))
+        x = self.ln_1(self.hook_resid_mid(x + self.hook_attn_out(self.dropout(attended))))
+        x = self.hook_resid_post(x + self.hook_mlp_out(self.mlp(x)))
+        return self.hook_normalized_resid_post(self.ln_2(x))
 
 
-class Bert(nn.Module):
+class Bert(HookedModel, nn.Module):
     """BERT encoder: input_ids (B, T) -> last hidden states (B, T, C).
 
     Example::
@@ -109,7 +123,10 @@ class Bert(nn.Module):
         >>> hidden = model(ids, attention_mask=mask)       # (B, T, 128)
         >>> sentence = model.pool(hidden, mask, how="mean")  # (B, 128)
         >>> hidden, attentions = model.forward_with_attentions(ids, attention_mask=mask)
+        >>> hidden, cache = model.run_with_cache(ids)  # hook points: model.hook_names()
     """
+
+    _HOOK_RENAMES = (("embeddings.", ""), ("layers.", "blocks."))
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -295,7 +312,7 @@ class MaskedLMHeads(nn.Module):
         self.predictions = MaskedLMHead(config)
 
 
-class BertForMaskedLM(nn.Module):
+class BertForMaskedLM(HookedModel, nn.Module):
     """BERT with the masked-LM head: input_ids (B, T) -> logits (B, T, vocab).
 
     Example::
@@ -305,6 +322,7 @@ class BertForMaskedLM(nn.Module):
         >>> loss = qkv.models.masked_lm_loss(logits, labels)       # -100 ignored
     """
 
+    _HOOK_RENAMES = (("bert.embeddings.", ""), ("bert.layers.", "blocks."))
     _MOVED = {"labels": MLM_LOSS, "return_attentions": ATTENTIONS.format(output="logits")}
 
     def __init__(self, config: BertConfig) -> None:

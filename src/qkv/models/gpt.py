@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from qkv.models.config import GPTConfig
 from qkv.models.moved_arguments import ATTENTIONS, LM_LOSS, reject_moved_arguments
 from qkv.nn.attention import MultiHeadAttention
+from qkv.nn.hooks import HookedModel, HookPoint, norm_through_hook
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
 from qkv.nn.norms import make_norm
@@ -66,6 +67,11 @@ class Block(nn.Module):
         else:
             self.mlp = SwiGLU(c.n_embd, c.intermediate_size, bias=c.bias, dropout=c.dropout)
         self.resid_dropout = nn.Dropout(c.dropout)
+        self.hook_resid_pre = HookPoint("(B, T, C)")  # hook points: identity unless hooked
+        self.hook_attn_out = HookPoint("(B, T, C)")
+        self.hook_resid_mid = HookPoint("(B, T, C)")
+        self.hook_mlp_out = HookPoint("(B, T, C)")
+        self.hook_resid_post = HookPoint("(B, T, C)")
 
     def forward(
         self,
@@ -76,18 +82,19 @@ class Block(nn.Module):
         cache: LayerKVCache | None,
         need_weights: bool,
     ) -> tuple[Tensor, Tensor | None]:
+        x = self.hook_resid_pre(x)
         attended = self.attn(
             self.ln_1(x), mask=mask, rotary=rotary, cache=cache, need_weights=need_weights
         )
         weights = None
         if need_weights:
             attended, weights = attended
-        x = x + self.resid_dropout(attended)
-        x = x + self.mlp(self.ln_2(x))
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.resid_dropout(attended)))
+        x = self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
         return x, weights
 
 
-class GPT(nn.Module):
+class GPT(HookedModel, nn.Module):
     """Decoder-only language model. See the module docstring for parameter names.
 
     Example::
@@ -96,7 +103,10 @@ class GPT(nn.Module):
         >>> logits = model(torch.randint(0, 100, (2, 16)))  # (2, 16, 100)
         >>> loss = qkv.models.language_model_loss(model(inputs), targets)  # -100 ignored
         >>> logits, attentions = model.forward_with_attentions(ids)  # weights (B, H, T, T)
+        >>> logits, cache = model.run_with_cache(ids)  # hook points: model.hook_names()
     """
+
+    _HOOK_RENAMES = (("transformer.h.", "blocks."), ("hook_ln_final", "ln_final.hook_normalized"))
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -125,6 +135,10 @@ class GPT(nn.Module):
                 nn.init.normal_(parameter, mean=0.0, std=std)
         if c.tie_embeddings:
             self.lm_head.weight = self.transformer["wte"].weight
+        self.hook_embed = HookPoint("(B, T, C)")  # identity unless hooked (qkv.nn.hooks)
+        if c.position == "learned":
+            self.hook_pos_embed = HookPoint("(B, T, C)")
+        self.hook_ln_final = HookPoint("(B, T, C) before the norm's weight and bias")
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -228,9 +242,9 @@ class GPT(nn.Module):
         start = 0 if cache is None else cache.length
         if position_ids is None:
             position_ids = self._positions(attention_mask, batch, length, start, input_ids.device)
-        x = self.transformer["wte"](input_ids)  # (B, T, C)
+        x = self.hook_embed(self.transformer["wte"](input_ids))  # (B, T, C)
         if "wpe" in self.transformer:
-            x = x + self.transformer["wpe"](position_ids)
+            x = x + self.hook_pos_embed(self.transformer["wpe"](position_ids))
         x = self.transformer["drop"](x)
         rotary = self.rotary(position_ids) if self.rotary is not None else None
         mask = None
@@ -246,7 +260,7 @@ class GPT(nn.Module):
                 attentions.append(weights)
         if cache is not None:
             cache.advance(length)
-        x = self.transformer["ln_f"](x)
+        x = norm_through_hook(self.transformer["ln_f"], self.hook_ln_final, x)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(x), attentions  # (B, T, vocab)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from qkv.attention import attention, attention_with_weights
+from qkv.nn.hooked_attention import attend_through_hooks, project_heads
+from qkv.nn.hooks import HookPoint
 from qkv.nn.record import AttentionRecord, RecordableAttention
 from qkv.nn.rotary import apply_rotary
 
@@ -79,6 +81,14 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         # Set by qkv.nn.record_attention while recording.
         self.recorder: list[AttentionRecord] | None = None
         self.layer_index = 0
+        # Identity unless hooked (qkv.nn.hooks); k and v have Hkv heads under GQA.
+        self.hook_q = HookPoint("(B, T, H, d_head)")
+        self.hook_k = HookPoint("(B, T, Hkv, d_head)")
+        self.hook_v = HookPoint("(B, T, Hkv, d_head)")
+        self.hook_attn_scores = HookPoint("(B, H, Tq, Tk)")
+        self.hook_pattern = HookPoint("(B, H, Tq, Tk)")
+        self.hook_z = HookPoint("(B, T, H, d_head)")
+        self.hook_result = HookPoint("(B, T, H, C)")
 
     def forward(
         self,
@@ -99,9 +109,9 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         hq, hkv, d = self.n_heads, self.n_kv_heads, self.head_dim
         qkv = self.c_attn(x)  # (B, T, (Hq + 2·Hkv)·D)
         q, k, v = qkv.split((hq * d, hkv * d, hkv * d), dim=-1)
-        q = q.view(batch, length, hq, d).transpose(1, 2)  # (B, Hq, T, D)
-        k = k.view(batch, length, hkv, d).transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.view(batch, length, hkv, d).transpose(1, 2)  # (B, Hkv, T, D)
+        q = self.hook_q(q.view(batch, length, hq, d)).transpose(1, 2)  # (B, Hq, T, D)
+        k = self.hook_k(k.view(batch, length, hkv, d)).transpose(1, 2)  # (B, Hkv, T, D)
+        v = self.hook_v(v.view(batch, length, hkv, d)).transpose(1, 2)  # (B, Hkv, T, D)
         if rotary is not None:
             cos, sin = rotary
             q = apply_rotary(q, cos, sin)
@@ -116,7 +126,11 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         want_weights = need_weights or recording
         dropout_p = self.dropout if self.training else 0.0
         weights = None  # (B, Hq, T, Tk) when wanted
-        if want_weights:
+        if self.hook_attn_scores.active or self.hook_pattern.active:
+            out, weights = attend_through_hooks(
+                self, q, k, v, causal=causal, mask=mask, dropout_p=dropout_p
+            )
+        elif want_weights:
             out, weights = attention_with_weights(
                 q,
                 k,
@@ -141,8 +155,11 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         # out: (B, Hq, T, D)
         if recording:
             self._record(q, k, v, weights, out, causal, mask)
-        out = out.to(x.dtype)
-        y = self.c_proj(out.transpose(1, 2).reshape(batch, length, hq * d))  # (B, T, C)
+        out = self.hook_z(out.to(x.dtype).transpose(1, 2))  # (B, T, Hq, D)
+        if self.hook_result.active:
+            y = project_heads(self, out)  # (B, T, C)
+        else:
+            y = self.c_proj(out.reshape(batch, length, hq * d))  # (B, T, C)
         if need_weights:
             return y, weights
         return y
