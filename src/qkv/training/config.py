@@ -59,7 +59,12 @@ class TrainConfig(Serialisable):
     # Execution
     seed: int = _option(1337, "seed of weights, data order and dropout")
     device: str = _option("auto", "auto, cpu or cuda[:N]")
-    bf16: bool = _option(False, "bfloat16 autocast (where supported)")
+    precision: Literal["auto", "fp32", "bf16"] = _option(
+        "fp32",
+        "fp32, bf16 autocast, or auto: bf16 only where the CPU/GPU computes it natively "
+        "(AVX512-BF16 / AMX, CUDA sm80+), else fp32",
+    )
+    bf16: bool = _option(False, "alias of --precision bf16")
     compile: bool = _option(False, "torch.compile the model")
     fsdp: bool = _option(
         False,
@@ -104,10 +109,21 @@ class TrainConfig(Serialisable):
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        self._resolve_bf16_alias()
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(
                 f"TrainConfig.device must be auto, cpu or cuda[:N], got {self.device!r}"
             )
+
+    def _resolve_bf16_alias(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(
+                f"TrainConfig.precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}"
+            )
+        if self.bf16 and self.precision == "auto":
+            raise ValueError("--bf16 and --precision auto contradict each other; pass one")
+        if self.bf16:  # the older flag: the same as precision="bf16"
+            self.precision = "bf16"
 
     @property
     def decay_iters(self) -> int:

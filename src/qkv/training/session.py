@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from qkv.data.batches import BatchSampler, fixed_eval_batches
+from qkv.hardware import resolve_precision
 from qkv.training import distributed as dist_utils
 from qkv.training import resume
 from qkv.training.config import TrainConfig
@@ -88,8 +89,9 @@ def say(message: str, env: dist_utils.Distributed, quiet: bool) -> None:
 
 
 def autocast_factory(config: TrainConfig, device: torch.device) -> Callable[[], Any]:
-    """A fresh bf16 autocast context per call with ``config.bf16``, else a null context."""
-    if not config.bf16:
+    """A fresh bf16 autocast context per call where ``config.precision`` resolves to bf16 on
+    ``device`` (see :mod:`qkv.hardware`), else a null context."""
+    if resolve_precision(config.precision, device).dtype != "bf16":
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -125,7 +127,11 @@ def start_session(
         resume.check_same_corpus(point, data)
     check_work_bounds(config, data)
     if point is None and env.is_main:  # the data is usable: only now the folder is claimed
-        claim_run_dir(out_dir, config, overwrite=overwrite)
+        precision = resolve_precision(config.precision, env.device)
+        if config.precision == "auto":
+            machine = precision.capability.describe()
+            say(f"precision auto: {precision.dtype} ({machine})", env, quiet)
+        claim_run_dir(out_dir, config, overwrite=overwrite, hardware=precision.record())
     raw_model = build_model(config, data.tokenizer)
     if point is not None:
         load_weights(raw_model, point.directory)
@@ -158,6 +164,9 @@ def open_session(
     )
     if config.compile:
         model = torch.compile(model)
+    precision = resolve_precision(config.precision, env.device)
+    if precision.warning and env.is_main:
+        print(f"qkv: {precision.warning}", file=sys.stderr)
     autocast = autocast_factory(config, env.device)
     sampler, eval_batches = batch_sources(config, env, data)
     return TrainSession(
