@@ -125,12 +125,13 @@ def probe(device: str | torch.device = "cpu") -> Capability:
 def bf16_warning(capability: Capability) -> str:
     """The one line said when bf16 is requested where it is emulated."""
     if capability.device == "cpu":
-        need, cost = "AVX512-BF16 or AMX", "training ran 18× slower than fp32 on AVX2"
+        need, cost = "AVX512-BF16 or AMX", " (training measured 18× slower than fp32 on AVX2)"
     else:
-        need, cost = "compute capability 8.0 (Ampere) or newer", "expect it slower than fp32"
+        need, cost = "compute capability 8.0 (Ampere) or newer", ""
     return (
         f"warning: bf16 requested on {capability.device} {capability.name}, which has no "
-        f"native bf16 (needs {need}): it is emulated, {cost}; pass --precision auto or fp32"
+        f"native bf16 (needs {need}): it is emulated, so compute-bound work runs slower than "
+        f"fp32{cost}; pass --precision auto or fp32"
     )
 
 
