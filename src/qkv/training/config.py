@@ -47,6 +47,15 @@ class TrainConfig(Serialisable):
     beta1: float = _option(0.9, "AdamW beta1")
     beta2: float = _option(0.99, "AdamW beta2")
     grad_clip: float = _option(1.0, "clip the gradient norm to this (0: off)")
+    optimizer: Literal["adamw", "muon"] = _option(
+        "adamw", "adamw, or muon: Muon on the blocks' weight matrices + AdamW on the rest"
+    )
+    muon_lr: float = _option(0.02, "Muon's peak learning rate (follows --lr's schedule)")
+    muon_momentum: float = _option(0.95, "Muon's Nesterov momentum")
+    schedule: Literal["cosine", "trapezoid"] = _option(
+        "cosine", "cosine decay, or trapezoid: constant, then linear to min_lr over the cooldown"
+    )
+    cooldown_fraction: float = _option(0.4, "trapezoid: fraction of the steps spent cooling")
     # Evaluation and logging
     eval_interval: int = _option(250, "steps between validation evaluations")
     eval_iters: int = _option(20, "validation batches per evaluation")
@@ -110,6 +119,7 @@ class TrainConfig(Serialisable):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         self._resolve_bf16_alias()
+        self._check_optimizer()
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(
                 f"TrainConfig.device must be auto, cpu or cuda[:N], got {self.device!r}"
@@ -124,6 +134,29 @@ class TrainConfig(Serialisable):
             raise ValueError("--bf16 and --precision auto contradict each other; pass one")
         if self.bf16:  # the older flag: the same as precision="bf16"
             self.precision = "bf16"
+
+    def _check_optimizer(self) -> None:
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(
+                f"TrainConfig.optimizer must be 'adamw' or 'muon', got {self.optimizer!r}"
+            )
+        if self.schedule not in ("cosine", "trapezoid"):
+            raise ValueError(
+                f"TrainConfig.schedule must be 'cosine' or 'trapezoid', got {self.schedule!r}"
+            )
+        if not (isinstance(self.muon_lr, int | float) and math.isfinite(self.muon_lr)) or (
+            self.muon_lr <= 0
+        ):
+            raise ValueError(
+                f"TrainConfig.muon_lr must be a finite number > 0, got {self.muon_lr!r}"
+            )
+        for name in ("muon_momentum", "cooldown_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.optimizer == "muon" and self.fsdp:
+            raise ValueError(
+                "--optimizer muon does not shard (FSDP) yet; drop --fsdp or use --optimizer adamw"
+            )
 
     @property
     def decay_iters(self) -> int:

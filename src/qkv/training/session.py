@@ -30,7 +30,8 @@ from qkv.training import distributed as dist_utils
 from qkv.training import resume
 from qkv.training.config import TrainConfig
 from qkv.training.limits import check_work_bounds
-from qkv.training.optim import make_adamw
+from qkv.training.muon import MuonWithAdamW
+from qkv.training.optim import make_optimizer
 from qkv.training.prepare import PreparedData, build_model, load_weights, prepare_data
 from qkv.training.run_dir import claim_run_dir
 
@@ -62,7 +63,7 @@ class TrainSession:
     data: PreparedData
     raw_model: nn.Module
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | MuonWithAdamW
     sampler: BatchSource
     eval_batches: list[tuple[Tensor, Tensor]]
     autocast: Callable[[], AbstractContextManager[Any]]
@@ -155,13 +156,7 @@ def open_session(
     the batch sources of ``data``; the session starts at step 0."""
     raw_model.to(env.device)
     model = dist_utils.wrap(raw_model, env, fsdp=config.fsdp and env.enabled)
-    optimizer = make_adamw(
-        raw_model,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        betas=(config.beta1, config.beta2),
-        fused=config.fused_adamw,
-    )
+    optimizer = make_optimizer(config, raw_model, env.device)
     if config.compile:
         model = torch.compile(model)
     precision = resolve_precision(config.precision, env.device)
