@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--preset", choices=("fast",), default=None,
         help="a named recipe of TrainConfig values (qkv.training.presets); flags given win. "
-        "fast: Muon + AdamW, batch 48, trapezoid schedule, 400 steps, precision auto",
+        "fast: Muon + AdamW, batch 24, trapezoid schedule, 320 steps, precision auto",
     )  # fmt: skip
     add_config_flags(parser)
     return parser
