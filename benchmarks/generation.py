@@ -16,6 +16,8 @@ import time
 
 import torch
 
+from qkv.hardware import probe
+
 
 def gpt2_pair(dtype: torch.dtype, layers: int):
     import transformers
@@ -91,7 +93,8 @@ def main() -> None:
     repeats = args.repeats or (1 if args.quick else 3)
 
     print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"# {platform.processor() or platform.machine()} ({probe('cpu').describe()}), "
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
     )
     print(

@@ -282,9 +282,11 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    from qkv.hardware import probe
+
     return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), load average {load:.1f} at start"
+        f"{cpu}, {os.cpu_count()} logical CPUs ({probe('cpu').describe()}), torch "
+        f"{torch.__version__} ({torch.get_num_threads()} threads), load average {load:.1f} at start"
     )
 
 

@@ -7,9 +7,11 @@ Recipe (nanoGPT's CPU example): character level, first 90% train / last 10% vali
 dropout. The peer is written here in plain PyTorch (embeddings, pre-LN blocks with fused QKV
 and ``F.scaled_dot_product_attention``, tied head, bias-free like nanoGPT's config) with the
 same data sampling and AdamW groups (the for-loop AdamW nanoGPT uses on CPU), so the table
-compares the library against the textbook loop on the same machine at the same moment. A
-third row runs the ``fast`` preset (bf16 autocast, fused AdamW, 4× batch, 3× lr, 30% of the
-steps), which aims at the same validation loss in less time.
+compares the library against the textbook loop on the same machine at the same moment. The
+``fast`` row runs ``qkv train --preset fast`` (qkv.training.presets.FAST: Muon + AdamW,
+batch 24, trapezoid schedule, 320 steps, precision auto, so fp32 without native bf16), which
+aims at the same validation loss in under half the time; the LEVERS rows are the experiments
+it was tuned from (``--rows muon-b24-300,...``).
 
 Validation loss is the mean cross-entropy over the *whole* validation split (non-overlapping
 64-token windows, every character after the first of each window predicted), for every row.
@@ -17,7 +19,9 @@ Training time is the optimisation loop only (no data preparation, no evaluation)
 
     python benchmarks/train.py                 # full: 2000 iterations per row (~5 min quiet)
     python benchmarks/train.py --quick         # 10% of the steps, to check it runs
-    python benchmarks/train.py --write benchmarks/results/train-cpu.md
+    python benchmarks/train.py --repeat 3     # interleaved rounds, median times
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/train.py  # as AVX2
+    python benchmarks/train.py --write /tmp/train-cpu.md
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import argparse
 import datetime
 import math
 import os
-import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -43,13 +47,18 @@ RECIPE = dict(
     beta1=0.9, beta2=0.99, weight_decay=0.1, warmup_iters=100, max_iters=2000, grad_clip=1.0,
     dropout=0.0,
 )  # fmt: skip
-# Stretch preset: more tokens per step (CPU matmuls are far more efficient at batch 48 than
-# 12), bf16 autocast (avx512_bf16 / AMX where present), the fused AdamW kernel, a higher
-# learning rate to match the larger batch, and fewer steps.
-FAST = dict(
-    RECIPE, batch_size=48, lr=3e-3, min_lr=3e-4, warmup_iters=50, max_iters=600,
-    bf16=True, fused_adamw=True,
-)  # fmt: skip
+# The ``fast`` preset (qkv.training.presets.FAST) on top of the recipe, and the levers it was
+# tuned from: each row is the recipe plus these TrainConfig values (see train-cpu.md).
+_TRAPEZOID = dict(schedule="trapezoid", min_lr=0.0, warmup_iters=20)
+LEVERS = {
+    # the previous `fast` preset without bf16
+    "adamw-b48": dict(batch_size=48, lr=3e-3, min_lr=3e-4, warmup_iters=50, max_iters=600),
+    "adamw-b24-trap": dict(_TRAPEZOID, batch_size=24, lr=2e-3, max_iters=500),
+    "muon-b48": dict(_TRAPEZOID, batch_size=48, lr=3e-3, optimizer="muon", max_iters=250),
+    "muon-b24": dict(_TRAPEZOID, batch_size=24, lr=3e-3, optimizer="muon", max_iters=450),
+    "muon-b48-150": dict(_TRAPEZOID, batch_size=48, lr=3e-3, optimizer="muon", max_iters=150),
+    "muon-b24-300": dict(_TRAPEZOID, batch_size=24, lr=3e-3, optimizer="muon", max_iters=300),
+}
 
 
 # --- the peer: a minimal nanoGPT-style model and loop ------------------------------------
@@ -156,15 +165,15 @@ def full_val_loss(forward, val: torch.Tensor, block: int, batch: int = 64) -> fl
 
 
 def train_qkv(data: Path, r: dict, seed: int) -> tuple[float, float]:
-    """(training seconds, full validation loss) of ``qkv.training.train`` with recipe ``r``."""
+    """(training seconds, full validation loss) of ``qkv.training.train`` with recipe ``r``
+    (any TrainConfig fields)."""
     import qkv
     from qkv.training import TrainConfig, train
 
-    fields = {k: v for k, v in r.items() if k not in ("bf16", "fused_adamw")}
     config = TrainConfig(
-        data=str(data), tokenizer="char", model="baby-gpt", seed=seed, eval_interval=r["max_iters"],
-        eval_iters=1, progress=False, plot=False, lr_decay_iters=r["max_iters"],
-        bf16=r.get("bf16", False), fused_adamw=r.get("fused_adamw", True), **fields,
+        **{"data": str(data), "tokenizer": "char", "model": "baby-gpt", "seed": seed,
+           "eval_interval": r["max_iters"], "eval_iters": 1, "progress": False, "plot": False,
+           "lr_decay_iters": r["max_iters"], **r}
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="qkv-bench-") as out:
         result = train(config, Path(out) / "run", quiet=True)
@@ -175,6 +184,18 @@ def train_qkv(data: Path, r: dict, seed: int) -> tuple[float, float]:
     return result.elapsed_s, full_val_loss(lambda x: model(x), ids, r["block_size"])
 
 
+def _row_recipe(name: str) -> dict:
+    from qkv.training.presets import FAST
+
+    if name in ("peer", "qkv"):
+        return dict(RECIPE)
+    if name == "fast":
+        return dict(RECIPE, **FAST)
+    if name not in LEVERS:
+        raise SystemExit(f"unknown row {name!r}; rows: peer, qkv, fast, {', '.join(LEVERS)}")
+    return dict(RECIPE, **LEVERS[name])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="tinyshakespeare.txt")
@@ -183,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="peer,qkv,fast", help="comma list of rows to run")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--fast-lr", type=float, default=FAST["lr"], help="fast preset lr")
-    parser.add_argument("--fast-iters", type=int, default=FAST["max_iters"], help="fast steps")
-    parser.add_argument("--fast-batch", type=int, default=FAST["batch_size"], help="fast batch")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of all rows (medians)")
     parser.add_argument("--write", type=Path, help="also write the table as markdown here")
     args = parser.parse_args(argv)
     if not args.data.is_file():
@@ -196,43 +215,54 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("QKV_CACHE", tempfile.mkdtemp(prefix="qkv-bench-cache-"))
     scale = args.scale or (0.1 if args.quick else 1.0)
     text = args.data.read_text(encoding="utf-8")
-    rows = []
-    fast = dict(
-        FAST, lr=args.fast_lr, min_lr=args.fast_lr / 10, max_iters=args.fast_iters,
-        batch_size=args.fast_batch,
-    )  # fmt: skip
-    for name in args.rows.split(","):
-        base = {"peer": RECIPE, "qkv": RECIPE, "fast": fast}[name]
-        r = dict(base, max_iters=max(int(base["max_iters"] * scale), base["warmup_iters"] + 10))
-        print(f"running {name} ({r['max_iters']} iterations) ...", file=sys.stderr, flush=True)
-        seconds, val = (
-            train_peer(text, r, args.seed) if name == "peer" else train_qkv(args.data, r, args.seed)
-        )
-        rows.append((name, r, seconds, val))
-    peer_seconds = next((s for n, _, s, _ in rows if n == "peer"), None)
+    names = args.rows.split(",")
+    recipes = {name: _row_recipe(name) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    losses: dict[str, float] = {}
+    for round_ in range(args.repeat):  # interleaved rounds: every row sees the same load
+        for name in names:
+            base = recipes[name]
+            r = dict(base, max_iters=max(int(base["max_iters"] * scale), base["warmup_iters"] + 10))
+            print(f"round {round_ + 1}: {name} ({r['max_iters']} iterations) ...",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            if name == "peer":
+                seconds, val = train_peer(text, r, args.seed)
+            else:
+                seconds, val = train_qkv(args.data, r, args.seed)
+            times[name].append(seconds)
+            losses[name] = val  # deterministic: every round gives the same loss
+            print(f"  {seconds:.1f} s, val loss {val:.4f}", file=sys.stderr, flush=True)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    peer_seconds = median.get("peer")
     labels = {
         "peer": "nanoGPT-style loop (peer, plain PyTorch)",
-        "qkv": "qkv train, baby-gpt recipe (fused AdamW, the default)",
-        "fast": f"qkv train, fast preset (bf16, batch {fast['batch_size']}, lr {fast['lr']:g})",
+        "qkv": "qkv train, baby-gpt recipe",
+        "fast": "qkv train --preset fast",
     }
     lines = [
-        "| run | iters | batch | train s | ms/iter | val loss | time vs peer |",
+        "| run | iters | batch | train s (median) | ms/iter | val loss | time vs peer |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, r, seconds, val in rows:
+    for name in names:
+        r, seconds = recipes[name], median[name]
+        iters = max(int(r["max_iters"] * scale), r["warmup_iters"] + 10)
         ratio = f"{seconds / peer_seconds:.2f}×" if peer_seconds else "n/a"
+        runs = "/".join(f"{t:.0f}" for t in times[name])
         lines.append(
-            f"| {labels[name]} | {r['max_iters']} | {r['batch_size']} | {seconds:.1f} | "
-            f"{1000 * seconds / r['max_iters']:.1f} | {val:.4f} | {ratio} |"
+            f"| {labels.get(name, name)} | {iters} | {r['batch_size']} | {seconds:.1f} ({runs}) | "
+            f"{1000 * seconds / iters:.1f} | {losses[name]:.4f} | {ratio} |"
         )
     table = "\n".join(lines)
     print(table)
     if args.write:
+        from qkv.bench.hardware import machine_line
+
+        emulated = os.environ.get("ATEN_CPU_CAPABILITY")
         header = (
             f"# Training benchmark (CPU)\n\n`python benchmarks/train.py"
-            f"{' --quick' if args.quick else ''}` on {datetime.date.today()}, "
-            f"{platform.processor() or platform.machine()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n\n"
+            f"{' --quick' if args.quick else ''} --rows {args.rows} --repeat {args.repeat}` on "
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {machine_line()}"
+            f"{f'; emulated with ATEN_CPU_CAPABILITY={emulated}' if emulated else ''}.\n\n"
         )
         args.write.write_text(header + table + "\n", encoding="utf-8")
     return 0

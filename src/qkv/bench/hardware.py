@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import torch
 
+from qkv.hardware import probe
+
 CPU_MATMUL_SIZE = 2048  # a 2048³ fp32 matmul takes ~0.1-0.5 s on a few CPU cores
 CUDA_MATMUL_SIZE = 8192  # large enough to reach tensor-core peak on Ampere/Hopper
 
@@ -109,16 +111,19 @@ def _cpu_name() -> str:
 
 def machine_line(device: str | torch.device = "cpu") -> str:
     """One line naming the machine a benchmark ran on: CPU model, cores, the vector ISA
-    PyTorch's CPU kernels dispatch to, torch version, threads and load; with a CUDA
+    PyTorch's CPU kernels dispatch to and whether bf16 is native there
+    (:func:`qkv.hardware.probe`), torch version, threads and load; with a CUDA
     ``device`` also the GPU, its compute capability and the CUDA version.
 
     Example::
 
         >>> machine_line()
-        'AMD EPYC, 2 cores (AVX512), torch 2.13.0+cpu, 2 threads, load average 0.8 / 1.2'
+        'AMD EPYC, 2 cores (AVX2, no native bf16), torch 2.13.0+cpu, 2 threads, load average ...'
     """
     load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
-    capability = torch.backends.cpu.get_cpu_capability()
+    isa, native = torch.backends.cpu.get_cpu_capability(), probe("cpu")
+    # e.g. "AVX2, no native bf16" or "AVX512, AMX, native bf16"
+    capability = native.describe() if native.name == isa else f"{isa}, {native.describe()}"
     line = (
         f"{_cpu_name()}, {os.cpu_count()} cores ({capability}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average {load[0]:.1f} / {load[1]:.1f}"
@@ -127,7 +132,8 @@ def machine_line(device: str | torch.device = "cpu") -> str:
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         line += (
-            f"; GPU {torch.cuda.get_device_name(device)} (sm{major}{minor}), "
+            f"; GPU {torch.cuda.get_device_name(device)} (sm{major}{minor}, "
+            f"{'native' if major >= 8 else 'no native'} bf16), "
             f"CUDA {torch.version.cuda}"
         )
     return line

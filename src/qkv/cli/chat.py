@@ -164,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
 
     template = read_chat_template(args.chat_template)
     name = model_name(args)
-    lm = open_language_model(name, args.revision, device=args.device, command="chat")
+    lm = open_language_model(
+        name, args.revision, device=args.device, command="chat", precision=args.precision
+    )
     settings = sampling(args, lm, stop_at_tokenizer_eos=True)
     system = [{"role": "system", "content": args.system}] if args.system else []
     # Refuse a model without a template, or a template that refuses this setup, up front.

@@ -152,7 +152,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--system and --chat-template apply to --chat; add --chat")
     template = read_chat_template(args.chat_template)
     name = model_name(args)
-    lm = open_language_model(name, args.revision, device=device(args.device), command="generate")
+    lm = open_language_model(
+        name,
+        args.revision,
+        device=device(args.device),
+        command="generate",
+        precision=args.precision,
+    )
     settings = sampling(args, lm, stop_at_tokenizer_eos=args.chat)
     if not args.prompt:
         raise CliError("--prompt is empty; pass some text to continue (default: a newline)")

@@ -61,6 +61,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_new_tokens: i
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default=None,
+        help="weights and compute in fp32, bf16, or auto: bf16 only where the CPU/GPU computes "
+        "it natively (AVX512-BF16 / AMX, CUDA sm80+), else fp32 (default: as loaded)",
+    )  # fmt: skip
 
 
 def model_name(args: argparse.Namespace) -> str:
@@ -86,8 +91,11 @@ class LanguageModel:
     name: str
 
 
-def open_language_model(name: str, revision: str | None, *, device: str, command: str) -> Any:
-    """Resolve ``name`` (folder or hub id), load model and tokenizer, check it is a GPT."""
+def open_language_model(
+    name: str, revision: str | None, *, device: str, command: str, precision: str | None = None
+) -> Any:
+    """Resolve ``name`` (folder or hub id), load model and tokenizer, check it is a GPT; cast
+    it to ``precision`` (``auto``/``fp32``/``bf16``, see :mod:`qkv.hardware`) when given."""
     from qkv.cli.main import CliError
     from qkv.generation import GenerationDefaults
     from qkv.io.hub import resolve_model
@@ -100,6 +108,8 @@ def open_language_model(name: str, revision: str | None, *, device: str, command
             f"{name} holds a {type(model).__name__}; qkv {command} needs a GPT (causal "
             "language model) checkpoint"
         )
+    if precision is not None:
+        model = cast_to_precision(model, precision, device)
     defaults = None
     if (directory / "generation_config.json").is_file() or (directory / "config.json").is_file():
         defaults = GenerationDefaults.from_dir(directory)
@@ -108,6 +118,19 @@ def open_language_model(name: str, revision: str | None, *, device: str, command
     return LanguageModel(
         model=model, tokenizer=tokenizer, directory=directory, defaults=defaults, name=name
     )
+
+
+def cast_to_precision(model: Any, precision: str, device: str) -> Any:
+    """``model`` in the dtype ``precision`` resolves to on ``device``; an explicit bf16 where
+    it is emulated says so in one line on stderr (and proceeds)."""
+    import sys
+
+    from qkv.hardware import resolve_precision
+
+    chosen = resolve_precision(precision, device)
+    if chosen.warning:
+        print(f"qkv: {chosen.warning}", file=sys.stderr)
+    return model.to(chosen.torch_dtype)
 
 
 @dataclass(kw_only=True)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qkv.training.config import TrainConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,6 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--overwrite", action="store_true", help="replace the run already in --out-dir"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    parser.add_argument(
+        "--preset", choices=("fast",), default=None,
+        help="a named recipe of TrainConfig values (qkv.training.presets); flags given win. "
+        "fast: Muon + AdamW, batch 24, trapezoid schedule, 320 steps, precision auto",
+    )  # fmt: skip
     add_config_flags(parser)
     return parser
 
@@ -38,18 +47,20 @@ def run(args: argparse.Namespace) -> int:
 
     from qkv.cli.checks import input_path
     from qkv.cli.main import CliError
-    from qkv.training.config import config_from_args, given_flags
+    from qkv.training.config import given_flags
     from qkv.training.run_dir import plan_resume
     from qkv.training.trainer import TrainingInterrupted, train
 
     if args.data is not None and not args.data.startswith("hf:"):  # hf:NAME is a dataset id
         args.data = str(input_path(args.data, "--data"))
     if args.resume is not None:
+        if args.preset is not None:
+            raise CliError("--preset starts a run; a resumed run keeps its own settings")
         if args.overwrite:
             raise CliError("--resume and --overwrite contradict each other; pass one of them")
         config, checkpoint, out_dir = plan_resume(args.resume, given_flags(args))
     else:
-        config, checkpoint, out_dir = config_from_args(args), None, Path(args.out_dir)
+        config, checkpoint, out_dir = config_with_preset(args), None, Path(args.out_dir)
     try:
         result = train(
             config, out_dir, resume_from=checkpoint, overwrite=args.overwrite, quiet=args.quiet
@@ -80,3 +91,17 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def config_with_preset(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of the flags, on top of ``--preset``'s values when one is named."""
+    from qkv.training.config import TrainConfig, config_from_args, given_flags
+    from qkv.training.presets import preset_values
+
+    if args.preset is None:
+        return config_from_args(args)
+    values = preset_values(args.preset)
+    given = given_flags(args)
+    if given.get("bf16") and values.get("precision") == "auto":
+        values.pop("precision")  # --bf16 beside the preset: the user's precision wins
+    return TrainConfig(**{**values, **given})

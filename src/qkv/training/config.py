@@ -53,6 +53,15 @@ class TrainConfig(Serialisable):
     beta1: float = _option(0.9, "AdamW beta1")
     beta2: float = _option(0.99, "AdamW beta2")
     grad_clip: float = _option(1.0, "clip the gradient norm to this (0: off)")
+    optimizer: Literal["adamw", "muon"] = _option(
+        "adamw", "adamw, or muon: Muon on the blocks' weight matrices + AdamW on the rest"
+    )
+    muon_lr: float = _option(0.02, "Muon's peak learning rate (follows --lr's schedule)")
+    muon_momentum: float = _option(0.95, "Muon's Nesterov momentum")
+    schedule: Literal["cosine", "trapezoid"] = _option(
+        "cosine", "cosine decay, or trapezoid: constant, then linear to min_lr over the cooldown"
+    )
+    cooldown_fraction: float = _option(0.4, "trapezoid: fraction of the steps spent cooling")
     # Evaluation and logging
     eval_interval: int = _option(250, "steps between validation evaluations")
     eval_iters: int = _option(20, "validation batches per evaluation")
@@ -65,7 +74,12 @@ class TrainConfig(Serialisable):
     # Execution
     seed: int = _option(1337, "seed of weights, data order and dropout")
     device: str = _option("auto", "auto, cpu or cuda[:N]")
-    bf16: bool = _option(False, "bfloat16 autocast (where supported)")
+    precision: Literal["auto", "fp32", "bf16"] = _option(
+        "fp32",
+        "fp32, bf16 autocast, or auto: bf16 only where the CPU/GPU computes it natively "
+        "(AVX512-BF16 / AMX, CUDA sm80+), else fp32",
+    )
+    bf16: bool = _option(False, "alias of --precision bf16")
     compile: bool = _option(False, "torch.compile the model")
     fsdp: bool = _option(
         False,
@@ -117,9 +131,44 @@ class TrainConfig(Serialisable):
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        self._resolve_bf16_alias()
+        self._check_optimizer()
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(
                 f"TrainConfig.device must be auto, cpu or cuda[:N], got {self.device!r}"
+            )
+
+    def _resolve_bf16_alias(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(
+                f"TrainConfig.precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}"
+            )
+        if self.bf16 and self.precision == "auto":
+            raise ValueError("--bf16 and --precision auto contradict each other; pass one")
+        if self.bf16:  # the older flag: the same as precision="bf16"
+            self.precision = "bf16"
+
+    def _check_optimizer(self) -> None:
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(
+                f"TrainConfig.optimizer must be 'adamw' or 'muon', got {self.optimizer!r}"
+            )
+        if self.schedule not in ("cosine", "trapezoid"):
+            raise ValueError(
+                f"TrainConfig.schedule must be 'cosine' or 'trapezoid', got {self.schedule!r}"
+            )
+        if not (isinstance(self.muon_lr, int | float) and math.isfinite(self.muon_lr)) or (
+            self.muon_lr <= 0
+        ):
+            raise ValueError(
+                f"TrainConfig.muon_lr must be a finite number > 0, got {self.muon_lr!r}"
+            )
+        for name in ("muon_momentum", "cooldown_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.optimizer == "muon" and self.fsdp:
+            raise ValueError(
+                "--optimizer muon does not shard (FSDP) yet; drop --fsdp or use --optimizer adamw"
             )
 
     @property

@@ -51,9 +51,16 @@ def check_claimable(out_dir: Path, *, overwrite: bool) -> None:
         )
 
 
-def claim_run_dir(out_dir: Path, config: TrainConfig, *, overwrite: bool) -> None:
+def claim_run_dir(
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    overwrite: bool,
+    hardware: dict[str, Any] | None = None,
+) -> None:
     """Create ``out_dir`` for a new run and write its ``run.json`` marker (hold the run
-    folder's lock first: ``overwrite`` deletes the previous run's files)."""
+    folder's lock first: ``overwrite`` deletes the previous run's files). ``hardware``
+    (:meth:`qkv.hardware.Precision.record`: capability and chosen precision) is recorded."""
     check_claimable(out_dir, overwrite=overwrite)
     if overwrite:
         for name in RUN_FILES:
@@ -68,6 +75,8 @@ def claim_run_dir(out_dir: Path, config: TrainConfig, *, overwrite: bool) -> Non
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "train_config": config.to_dict(),
     }
+    if hardware is not None:
+        marker["hardware"] = hardware
     write_text_atomic(out_dir / RUN_MARKER, json.dumps(marker, indent=2) + "\n")
 
 

@@ -25,11 +25,13 @@ import torch
 from torch import Tensor, nn
 
 from qkv.data.batches import BatchSampler, fixed_eval_batches
+from qkv.hardware import resolve_precision
 from qkv.training import distributed as dist_utils
 from qkv.training import resume
 from qkv.training.config import TrainConfig
 from qkv.training.limits import check_work_bounds
-from qkv.training.optim import make_adamw
+from qkv.training.muon import MuonWithAdamW
+from qkv.training.optim import make_optimizer
 from qkv.training.prepare import PreparedData, build_model, load_weights, prepare_data
 from qkv.training.run_dir import claim_run_dir
 
@@ -61,7 +63,7 @@ class TrainSession:
     data: PreparedData
     raw_model: nn.Module
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | MuonWithAdamW
     sampler: BatchSource
     eval_batches: list[tuple[Tensor, Tensor]]
     autocast: Callable[[], AbstractContextManager[Any]]
@@ -88,8 +90,9 @@ def say(message: str, env: dist_utils.Distributed, quiet: bool) -> None:
 
 
 def autocast_factory(config: TrainConfig, device: torch.device) -> Callable[[], Any]:
-    """A fresh bf16 autocast context per call with ``config.bf16``, else a null context."""
-    if not config.bf16:
+    """A fresh bf16 autocast context per call where ``config.precision`` resolves to bf16 on
+    ``device`` (see :mod:`qkv.hardware`), else a null context."""
+    if resolve_precision(config.precision, device).dtype != "bf16":
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -121,7 +124,11 @@ def start_session(
         resume.check_same_corpus(point, data)
     check_work_bounds(config, data)
     if point is None and env.is_main:  # the data is usable: only now the folder is claimed
-        claim_run_dir(out_dir, config, overwrite=overwrite)
+        precision = resolve_precision(config.precision, env.device)
+        if config.precision == "auto":
+            machine = precision.capability.describe()
+            say(f"precision auto: {precision.dtype} ({machine})", env, quiet)
+        claim_run_dir(out_dir, config, overwrite=overwrite, hardware=precision.record())
     raw_model = build_model(config, data.tokenizer)
     if point is not None:
         load_weights(raw_model, point.directory)
@@ -160,15 +167,12 @@ def open_session(
     the batch sources of ``data``; the session starts at step 0."""
     raw_model.to(env.device)
     model = dist_utils.wrap(raw_model, env, fsdp=config.fsdp and env.enabled)
-    optimizer = make_adamw(
-        raw_model,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        betas=(config.beta1, config.beta2),
-        fused=config.fused_adamw,
-    )
+    optimizer = make_optimizer(config, raw_model, env.device)
     if config.compile:
         model = torch.compile(model)
+    precision = resolve_precision(config.precision, env.device)
+    if precision.warning and env.is_main:
+        print(f"qkv: {precision.warning}", file=sys.stderr)
     autocast = autocast_factory(config, env.device)
     sampler, eval_batches = batch_sources(config, env, data)
     return TrainSession(

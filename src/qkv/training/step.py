@@ -58,6 +58,8 @@ def optimizer_step(session: TrainSession) -> StepStats:
         min_lr=config.min_lr,
         warmup_iters=config.warmup_iters,
         decay_iters=config.decay_iters,
+        shape=config.schedule,
+        cooldown_fraction=config.cooldown_fraction,
     )
     for group in session.optimizer.param_groups:
         group["lr"] = lr
