@@ -201,7 +201,8 @@ class GPT(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> KVCache:
-        """A static KV cache for this model: (B, Hkv, max_len, D) per layer and k/v."""
+        """A static KV cache for this model: (B, Hkv, max_len, D) per layer and k/v; sliding
+        layers hold a few windows only (see :class:`~qkv.nn.KVCache`)."""
         max_len = self.config.n_positions if max_len is None else max_len
         if max_len > self.config.n_positions:
             raise ValueError(
@@ -218,6 +219,10 @@ class GPT(nn.Module):
             max_len=max_len,
             dtype=dtype or weight.dtype,
             device=device or weight.device,
+            windows=[
+                None if w is None else w[0] + 1
+                for w in (_window(self.config, i) for i in range(self.config.n_layer))
+            ],
         )
 
     _MOVED = {"targets": LM_LOSS, "return_attentions": ATTENTIONS.format(output="logits")}

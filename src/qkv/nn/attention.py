@@ -126,6 +126,8 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
             k = apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, Hkv, Tk, D)
+            if mask is not None and mask.shape[-1] > k.shape[2]:
+                mask = mask[..., -k.shape[2] :]  # a windowed cache keeps the last keys only
             if k.dtype != q.dtype:  # a wider cache, e.g. float32 for a bf16 model on CPU
                 q = q.to(k.dtype)
         # One query per row at the end of the keys sees every key: no causal mask needed.
