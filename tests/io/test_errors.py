@@ -47,8 +47,8 @@ def test_unsupported_options_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
         qkv.load(directory)
     llama = qkv.save(GPT(preset("llama-nano", vocab_size=64)), tmp_path / "l", format="hf")
-    _edit_config(llama, rope_parameters={"rope_type": "llama3", "rope_theta": 1e4})
-    with pytest.raises(ValueError, match="rope_type='llama3'"):
+    _edit_config(llama, rope_parameters={"rope_type": "yarn", "rope_theta": 1e4})
+    with pytest.raises(ValueError, match="rope_type='yarn'"):
         qkv.load(llama)
 
 
@@ -160,7 +160,8 @@ def test_save_errors(tmp_path: Path) -> None:
         qkv.save(model, tmp_path, format="onnx")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="qkv.save needs a qkv model"):
         qkv.save(torch.nn.Linear(2, 2), tmp_path / "lin")
-    odd = GPT(preset("gpt-nano", vocab_size=64, position="rotary"))  # GPT-2 with rotary: no HF twin
+    # GPT-2 with rotary and RMSNorm: no HF twin (rotary alone is a serial GPT-NeoX).
+    odd = GPT(preset("gpt-nano", vocab_size=64, position="rotary", norm="rmsnorm"))
     with pytest.raises(ValueError, match="no Hugging Face architecture matches.*format='qkv'"):
         qkv.save(odd, tmp_path / "odd", format="hf")
     (tmp_path / "file").write_text("x")

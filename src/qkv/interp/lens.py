@@ -49,7 +49,9 @@ def logit_lens(model: nn.Module, ids: Tensor) -> Tensor:
     with torch.no_grad():
         _, cache = gpt.run_with_cache(ids, names_filter=names)
         residuals = torch.stack([cache[name] for name in names])  # (L + 1, B, T, C)
-        return gpt.lm_head(gpt.transformer["ln_f"](residuals))  # (L + 1, B, T, vocab)
+        logits = gpt.lm_head(gpt.transformer["ln_f"](residuals))  # (L + 1, B, T, vocab)
+        cap = gpt.config.final_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
 
 @dataclass(kw_only=True)
@@ -84,6 +86,18 @@ def head_attribution(model: nn.Module, ids: Tensor, tokens: int | Tensor) -> Hea
         tokens = torch.full_like(ids, tokens)
     if not isinstance(tokens, Tensor) or tokens.shape != ids.shape:
         raise ValueError(f"tokens must be an int or a tensor of shape {tuple(ids.shape)}")
+    why = None
+    if config.final_softcap is not None:
+        why = "its logits are soft-capped (final_softcap), which is not linear in the parts"
+    elif config.sandwich_norm:
+        why = "each block normalises its attention output (sandwich_norm), so heads do not add"
+    elif config.norm == "gemma_rmsnorm":
+        why = "its final norm is Gemma's (1 + w) RMSNorm, which this split does not model"
+    if why is not None:
+        raise ValueError(
+            f"head_attribution splits a logit into a sum of parts, and this model has none: "
+            f"{why}; use qkv.interp.ablate or patch_heads to measure its heads instead"
+        )
     norm = gpt.transformer["ln_f"]
     with torch.no_grad():
         logits, cache = gpt.run_with_cache(ids)

@@ -1,6 +1,7 @@
 """Hugging Face model directories: read one into a qkv model, write a qkv model as one.
 
-The per-architecture knowledge lives in the adapters (``hf_gpt2``, ``hf_llama``, ``hf_bert``);
+The per-architecture knowledge lives in the adapters (``hf_gpt2``, ``hf_llama``, ``hf_bert``,
+``hf_neox``, ``hf_mistral``, ``hf_qwen``, ``hf_gemma``, ``hf_phi3``);
 this module finds the weights file(s), checks every tensor against what the converted model
 expects (names and shapes derived by running the adapter on the meta-built model), converts
 and assigns.
@@ -16,11 +17,20 @@ from torch import nn
 from qkv.io.adapter import Adapter, StateDict
 from qkv.io.files import read_json, read_weights, save_safetensors, write_json_atomic
 from qkv.io.hf_bert import ADAPTER as BERT
+from qkv.io.hf_gemma import GEMMA2, GEMMA3
 from qkv.io.hf_gpt2 import ADAPTER as GPT2
 from qkv.io.hf_llama import ADAPTER as LLAMA
+from qkv.io.hf_mistral import ADAPTER as MISTRAL
+from qkv.io.hf_neox import ADAPTER as NEOX
+from qkv.io.hf_phi3 import ADAPTER as PHI3
+from qkv.io.hf_qwen import QWEN2, QWEN3
 from qkv.io.state import assign, build_empty, check_state, shapes
 
-ADAPTERS: dict[str, Adapter] = {a.model_type: a for a in (GPT2, LLAMA, BERT)}
+# Saving picks the first adapter whose family reproduces the model exactly (Llama before
+# Mistral/Phi-3, which equal it when no layer slides).
+ADAPTERS: dict[str, Adapter] = {
+    a.model_type: a for a in (GPT2, LLAMA, BERT, NEOX, MISTRAL, QWEN2, QWEN3, GEMMA2, GEMMA3, PHI3)
+}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -98,11 +108,16 @@ def load_hf(directory: Path, raw: dict[str, Any]) -> nn.Module:
     model = assign(model, adapter.state_from_hf(kept, config), factory)
     if extras:
         model.hf_extras = extras  # type: ignore[assignment]
+    # Saved back as the family it came from (Phi-3 without biases also fits Mistral).
+    model.hf_model_type = adapter.model_type  # type: ignore[assignment]
     return model
 
 
 def adapter_for_model(model: nn.Module) -> Adapter:
     reasons = []
+    source = ADAPTERS.get(str(getattr(model, "hf_model_type", None)))
+    if source is not None and source.mismatch(model) is None:
+        return source
     for adapter in ADAPTERS.values():
         why = adapter.mismatch(model)
         if why is None:

@@ -1,4 +1,5 @@
-"""Hugging Face Llama (``LlamaForCausalLM`` / ``LlamaModel``) <-> qkv ``GPT`` (Llama options).
+"""Hugging Face Llama 1–3.x (``LlamaForCausalLM`` / ``LlamaModel``; SmolLM2 is a Llama) <->
+qkv ``GPT`` (Llama options).
 
 Renames::
 
@@ -12,6 +13,7 @@ Renames::
     lm_head.weight                                  lm_head.weight
 
 Both sides rotate "half" vectors (transformers' layout), so q/k rows need no permutation.
+RoPE scaling "linear" and "llama3" (Llama 3.1+) are read; other rope types are refused.
 """
 
 from __future__ import annotations
@@ -20,19 +22,8 @@ from typing import Any
 
 from torch import nn
 
-from qkv.io.adapter import (
-    Adapter,
-    NameMap,
-    StateDict,
-    add_prefix,
-    config_mismatch,
-    fields_from_hf,
-    fields_to_hf,
-    names_from_hf,
-    names_to_hf,
-    tie_head,
-    unsupported,
-)
+from qkv.io.adapter import NameMap
+from qkv.io.hf_decoder import decoder_adapter, family_mismatch, llama_config, llama_fields_to_hf
 
 ARCHITECTURES = ("LlamaForCausalLM", "LlamaModel")
 NAMES = NameMap(
@@ -46,116 +37,50 @@ NAMES = NameMap(
         "input_layernorm": "ln_1",
         "post_attention_layernorm": "ln_2",
         "self_attn.o_proj": "attn.c_proj",
+        "self_attn.q_norm": "attn.q_norm",  # Qwen3
+        "self_attn.k_norm": "attn.k_norm",
     },  # mlp.{gate,up,down}_proj keep their names
     fused={"attn.c_attn": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")},
 )
-FIELDS = {
-    "vocab_size": (("vocab_size",), 32000),
-    "n_positions": (("max_position_embeddings",), 2048),
-    "n_embd": (("hidden_size",), 4096),
-    "intermediate_size": (("intermediate_size",), 11008),
-    "n_layer": (("num_hidden_layers",), 32),
-    "n_head": (("num_attention_heads",), 32),
-    "n_kv_head": (("num_key_value_heads",), None),  # None: = n_head
-    "head_dim": (("head_dim",), None),  # None: n_embd // n_head
-    "norm_eps": (("rms_norm_eps",), 1e-6),
-    "initializer_range": (("initializer_range",), 0.02),
-    "tie_embeddings": (("tie_word_embeddings",), False),
-}
 
 
 def config_from_hf(hf: dict[str, Any]) -> tuple[Any, str]:
-    from qkv.models import GPTConfig
-
-    act = hf.get("hidden_act", "silu")
-    if act != "silu":
-        raise unsupported("llama", "hidden_act", act, "'silu'")
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-        raise unsupported("llama", "rope_type", rope_type, "'default' (no RoPE scaling)")
-    attention_bias = bool(hf.get("attention_bias", False))
-    mlp_bias = bool(hf.get("mlp_bias", False))
-    if attention_bias != mlp_bias:
-        raise unsupported(
-            "llama", "attention_bias/mlp_bias", (attention_bias, mlp_bias), "both equal"
-        )
-    fields = fields_from_hf(hf, FIELDS)
-    config = GPTConfig(
-        **fields | {"tie_embeddings": bool(fields["tie_embeddings"])},
-        position="rotary",
-        rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
-        norm="rmsnorm",
-        mlp="swiglu",
-        bias=attention_bias,
-        dropout=float(hf.get("attention_dropout", 0.0)),
-    )
+    config = llama_config(hf, "llama")
     architecture = (hf.get("architectures") or ["LlamaForCausalLM"])[0]
     if architecture == "LlamaModel":
         config = config.replace(tie_embeddings=True)  # no head: read out through embeddings
     return config, architecture
 
 
-def canonical_names(state: StateDict, head: str) -> StateDict:
-    """LlamaModel checkpoints lack the ``model.`` prefix of LlamaForCausalLM's names."""
-    return add_prefix(state, "model.", except_=("lm_head.",))
-
-
-def ignored(name: str) -> bool:
-    return name.endswith("rotary_emb.inv_freq")
-
-
-def optional(name: str, config: Any) -> bool:
-    return name == "lm_head.weight" and config.tie_embeddings
-
-
-def state_from_hf(state: StateDict, config: Any) -> StateDict:
-    out = names_from_hf(state, NAMES)
-    return tie_head(
-        out, head="lm_head.weight", embeddings="transformer.wte.weight", tied=config.tie_embeddings
-    )
-
-
-def state_to_hf(state: StateDict, model: nn.Module) -> StateDict:
-    c = model.config  # type: ignore[union-attr]
-    if c.tie_embeddings:
-        state = {n: t for n, t in state.items() if n != "lm_head.weight"}
-    rows = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim)
-    return names_to_hf(state, NAMES, fused_rows={"attn.c_attn": rows})
-
-
 def mismatch(model: nn.Module) -> str | None:
     """Why ``model`` cannot be written as Llama, or None when it can."""
-    wanted = {"position": "rotary", "norm": "rmsnorm", "mlp": "swiglu"}
-    return config_mismatch(model, "Llama", lambda c: wanted)
+    return family_mismatch(
+        model,
+        "Llama",
+        lambda c: {
+            "position": "rotary",
+            "norm": "rmsnorm",
+            "mlp": "swiglu",
+            "attn_out_bias": c.qkv_bias,
+            "sliding_window": None,
+        },
+    )
 
 
 def config_to_hf(model: nn.Module) -> dict[str, Any]:
     c = model.config  # type: ignore[union-attr]
-    return {
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
-        **fields_to_hf(c, FIELDS),
+    return llama_fields_to_hf(c, "llama", "LlamaForCausalLM") | {
         "hidden_act": "silu",
-        "rope_theta": c.rope_theta,
-        "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
-        "attention_bias": c.bias,
-        "mlp_bias": c.bias,
-        "attention_dropout": c.dropout,
-        "bos_token_id": None,
-        "eos_token_id": None,
+        "attention_bias": c.qkv_bias,
+        "mlp_bias": c.mlp_bias,
     }
 
 
-ADAPTER = Adapter(
+ADAPTER = decoder_adapter(
     model_type="llama",
     architectures=ARCHITECTURES,
+    names=NAMES,
     config_from_hf=config_from_hf,
     config_to_hf=config_to_hf,
-    state_from_hf=state_from_hf,
-    state_to_hf=state_to_hf,
-    canonical_names=canonical_names,
-    ignored=ignored,
-    optional=optional,
     mismatch=mismatch,
 )

@@ -7,7 +7,10 @@ Parameter names (nanoGPT style, so GPT-2 weights import key by key)::
     transformer.h.{i}.ln_1.{weight,bias}                   norm before attention
     transformer.h.{i}.attn.c_attn.{weight,bias} ((Hq+2Hkv)·D, C)  fused [q | k | v] projection
     transformer.h.{i}.attn.c_proj.{weight,bias} (C, Hq·D)
+    transformer.h.{i}.attn.{q,k}_norm.weight   (D,)     per-head q/k norms (qk_norm)
+    transformer.h.{i}.post_attn_norm.weight     (C,)     norm of the attention output (sandwich)
     transformer.h.{i}.ln_2.{weight,bias}                   norm before the MLP
+    transformer.h.{i}.post_mlp_norm.weight      (C,)     norm of the MLP output (sandwich)
     transformer.h.{i}.mlp.c_fc / mlp.c_proj                GELU MLP (mlp="gelu")
     transformer.h.{i}.mlp.gate_proj / up_proj / down_proj  SwiGLU MLP (mlp="swiglu")
     transformer.ln_f.{weight,bias}                         final norm
@@ -34,42 +37,75 @@ from qkv.nn.hooks import HookedModel, HookPoint, norm_through_hook
 from qkv.nn.kv_cache import KVCache, LayerKVCache
 from qkv.nn.mlp import GeluMLP, SwiGLU
 from qkv.nn.norms import make_norm
-from qkv.nn.rotary import RotaryEmbedding
+from qkv.nn.rotary import RopeScaling, RotaryEmbedding
+
+
+def _window(config: GPTConfig, layer: int) -> tuple[int, int] | None:
+    """A sliding layer's query sees ``sliding_window`` keys, itself included (HF's rule
+    key > query − window): the kernel's window (sliding_window − 1 left, 0 right)."""
+    assert config.layer_types is not None
+    if config.layer_types[layer] != "sliding":
+        return None
+    assert config.sliding_window is not None
+    return (config.sliding_window - 1, 0)
 
 
 class Block(nn.Module):
-    """Pre-norm decoder block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). x (B, T, C)."""
+    """Pre-norm decoder block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). x (B, T, C).
 
-    def __init__(self, config: GPTConfig) -> None:
+    ``parallel_residual``: x + attn(ln_1(x)) + mlp(ln_2(x)) (GPT-NeoX). ``sandwich_norm``:
+    the attention and MLP outputs are normed again before their residual adds (Gemma 2/3).
+    """
+
+    def __init__(self, config: GPTConfig, layer: int = 0) -> None:
         super().__init__()
         c = config
+        self.parallel_residual = c.parallel_residual
         self.ln_1 = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
+        scale = None if c.query_pre_attn_scalar is None else c.query_pre_attn_scalar**-0.5
         self.attn = MultiHeadAttention(
             hidden_size=c.n_embd,
             n_heads=c.n_head,
             n_kv_heads=c.n_kv_head,
             head_dim=c.head_dim,
             bias=c.bias,
+            qkv_bias=c.qkv_bias,
+            out_bias=c.attn_out_bias,
+            qk_norm=c.norm if c.qk_norm else None,
+            norm_eps=c.norm_eps,
             causal=True,
             dropout=c.dropout,
+            scale=scale,
+            window=_window(c, layer),
+            softcap=c.attn_softcap,
             backend=c.attention_backend,
         )
         self.ln_2 = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
+        if c.sandwich_norm:
+            self.post_attn_norm = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
+            self.post_mlp_norm = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
         assert c.intermediate_size is not None
         if c.mlp == "gelu":
             self.mlp: nn.Module = GeluMLP(
                 c.n_embd,
                 c.intermediate_size,
-                bias=c.bias,
+                bias=bool(c.mlp_bias),
                 activation=c.activation,
                 dropout=c.dropout,
             )
         else:
-            self.mlp = SwiGLU(c.n_embd, c.intermediate_size, bias=c.bias, dropout=c.dropout)
+            self.mlp = SwiGLU(
+                c.n_embd,
+                c.intermediate_size,
+                bias=bool(c.mlp_bias),
+                dropout=c.dropout,
+                activation="silu" if c.mlp == "swiglu" else "gelu_tanh",
+            )
         self.resid_dropout = nn.Dropout(c.dropout)
         self.hook_resid_pre = HookPoint("(B, T, C)")  # hook points: identity unless hooked
         self.hook_attn_out = HookPoint("(B, T, C)")
-        self.hook_resid_mid = HookPoint("(B, T, C)")
+        if not self.parallel_residual:  # a parallel block has no mid-point residual
+            self.hook_resid_mid = HookPoint("(B, T, C)")
         self.hook_mlp_out = HookPoint("(B, T, C)")
         self.hook_resid_post = HookPoint("(B, T, C)")
 
@@ -89,9 +125,17 @@ class Block(nn.Module):
         weights = None
         if need_weights:
             attended, weights = attended
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.resid_dropout(attended)))
-        x = self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
-        return x, weights
+        if hasattr(self, "post_attn_norm"):
+            attended = self.post_attn_norm(attended)
+        attended = self.hook_attn_out(self.resid_dropout(attended))
+        if self.parallel_residual:  # NeoX: attention and MLP both read the block's input
+            fed = self.hook_mlp_out(self.mlp(self.ln_2(x)))
+            return self.hook_resid_post(x + attended + fed), weights
+        x = self.hook_resid_mid(x + attended)
+        fed = self.mlp(self.ln_2(x))
+        if hasattr(self, "post_mlp_norm"):
+            fed = self.post_mlp_norm(fed)
+        return self.hook_resid_post(x + self.hook_mlp_out(fed)), weights
 
 
 class GPT(HookedModel, nn.Module):
@@ -119,14 +163,10 @@ class GPT(HookedModel, nn.Module):
         if c.position == "learned":
             self.transformer["wpe"] = nn.Embedding(c.n_positions, c.n_embd)
         self.transformer["drop"] = nn.Dropout(c.dropout)
-        self.transformer["h"] = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        self.transformer["h"] = nn.ModuleList(Block(c, i) for i in range(c.n_layer))
         self.transformer["ln_f"] = make_norm(c.norm, c.n_embd, eps=c.norm_eps, bias=c.bias)
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        self.rotary = (
-            RotaryEmbedding(head_dim=c.head_dim, max_positions=c.n_positions, theta=c.rope_theta)
-            if c.position == "rotary"
-            else None
-        )
+        self.rotary, self.local_rotary = self._rotaries(c)
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2·n_layer).
         for name, parameter in self.named_parameters():
@@ -139,6 +179,28 @@ class GPT(HookedModel, nn.Module):
         if c.position == "learned":
             self.hook_pos_embed = HookPoint("(B, T, C)")
         self.hook_ln_final = HookPoint("(B, T, C) before the norm's weight and bias")
+
+    @staticmethod
+    def _rotaries(c: GPTConfig) -> tuple[RotaryEmbedding | None, RotaryEmbedding | None]:
+        """The global layers' rotary and, with ``rope_local_theta``, the sliding layers' own
+        (unscaled, as Gemma3's local RoPE)."""
+        if c.position != "rotary":
+            return None, None
+        scaling = None
+        if c.rope_scaling != "none":
+            scaling = RopeScaling(
+                kind=c.rope_scaling,
+                factor=c.rope_factor,
+                low_freq_factor=c.rope_low_freq_factor,
+                high_freq_factor=c.rope_high_freq_factor,
+                original_max_positions=c.rope_original_max_positions,
+            )
+        size = dict(head_dim=c.rotary_dim, max_positions=c.n_positions)
+        rotary = RotaryEmbedding(**size, theta=c.rope_theta, scaling=scaling)
+        local = None
+        if c.rope_local_theta is not None:
+            local = RotaryEmbedding(**size, theta=c.rope_local_theta)
+        return rotary, local
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -156,7 +218,8 @@ class GPT(HookedModel, nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> KVCache:
-        """A static KV cache for this model: (B, Hkv, max_len, D) per layer and k/v."""
+        """A static KV cache for this model: (B, Hkv, max_len, D) per layer and k/v; sliding
+        layers hold a few windows only (see :class:`~qkv.nn.KVCache`)."""
         max_len = self.config.n_positions if max_len is None else max_len
         if max_len > self.config.n_positions:
             raise ValueError(
@@ -173,6 +236,10 @@ class GPT(HookedModel, nn.Module):
             max_len=max_len,
             dtype=dtype or weight.dtype,
             device=device or weight.device,
+            windows=[
+                None if w is None else w[0] + 1
+                for w in (_window(self.config, i) for i in range(self.config.n_layer))
+            ],
         )
 
     _MOVED = {"targets": LM_LOSS, "return_attentions": ATTENTIONS.format(output="logits")}
@@ -242,19 +309,25 @@ class GPT(HookedModel, nn.Module):
         start = 0 if cache is None else cache.length
         if position_ids is None:
             position_ids = self._positions(attention_mask, batch, length, start, input_ids.device)
-        x = self.hook_embed(self.transformer["wte"](input_ids))  # (B, T, C)
+        x = self.transformer["wte"](input_ids)  # (B, T, C)
+        if self.config.embed_scale:  # Gemma: √C rounded to the activations' dtype first
+            x = x * torch.tensor(self.config.n_embd**0.5, dtype=x.dtype)
+        x = self.hook_embed(x)
         if "wpe" in self.transformer:
             x = x + self.hook_pos_embed(self.transformer["wpe"](position_ids))
         x = self.transformer["drop"](x)
         rotary = self.rotary(position_ids) if self.rotary is not None else None
+        local = self.local_rotary(position_ids) if self.local_rotary is not None else rotary
+        assert self.config.layer_types is not None
         mask = None
         if attention_mask is not None:
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, Tk)
         attentions: list[Tensor] = []
         for index, block in enumerate(self.transformer["h"]):
             layer_cache = cache.layer(index) if cache is not None else None
+            layer_rotary = local if self.config.layer_types[index] == "sliding" else rotary
             x, weights = block(
-                x, mask=mask, rotary=rotary, cache=layer_cache, need_weights=need_weights
+                x, mask=mask, rotary=layer_rotary, cache=layer_cache, need_weights=need_weights
             )
             if weights is not None:
                 attentions.append(weights)
@@ -263,7 +336,11 @@ class GPT(HookedModel, nn.Module):
         x = norm_through_hook(self.transformer["ln_f"], self.hook_ln_final, x)
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(x), attentions  # (B, T, vocab)
+        logits = self.lm_head(x)  # (B, T, vocab)
+        if self.config.final_softcap is not None:
+            cap = self.config.final_softcap
+            logits = torch.tanh(logits / cap) * cap
+        return logits, attentions
 
     def _check_inputs(
         self,

@@ -22,6 +22,39 @@ _LLAMA = dict(
     tie_embeddings=False,
 )
 
+_TINY = dict(vocab_size=512, n_positions=256, n_layer=2, n_head=4, n_kv_head=2, n_embd=64)
+_GEMMA = dict(
+    _LLAMA,
+    norm="gemma_rmsnorm",
+    mlp="geglu",
+    sandwich_norm=True,
+    embed_scale=True,
+    tie_embeddings=True,
+    head_dim=16,
+    query_pre_attn_scalar=16.0,
+    sliding_window=32,
+    layer_types=("sliding", "global"),
+)
+# Debug-size shapes of each Hugging Face family (2 layers, width 64): each exports with
+# qkv.save(format="hf") as its family, and trains with `qkv train --model NAME`.
+_FAMILY_TINY: dict[str, dict[str, Any]] = {
+    "llama3-tiny": dict(
+        _LLAMA, rope_theta=500000.0, rope_scaling="llama3", rope_factor=8.0,
+        rope_original_max_positions=64,
+    ),
+    "smollm2-tiny": dict(_LLAMA, rope_theta=100000.0, tie_embeddings=True),
+    "mistral-tiny": dict(_LLAMA, sliding_window=32),
+    "qwen2-tiny": dict(_LLAMA, qkv_bias=True, rope_theta=1000000.0, tie_embeddings=True),
+    "qwen3-tiny": dict(_LLAMA, qk_norm=True, head_dim=24, rope_theta=1000000.0),
+    "gemma2-tiny": dict(_GEMMA, attn_softcap=50.0, final_softcap=30.0),
+    "gemma3-tiny": dict(_GEMMA, qk_norm=True, rope_theta=1000000.0, rope_local_theta=10000.0),
+    "phi3-tiny": dict(_LLAMA, sliding_window=32),
+    "pythia-tiny": dict(
+        position="rotary", rotary_pct=0.25, parallel_residual=True, activation="gelu",
+        tie_embeddings=False, n_kv_head=4,
+    ),
+}  # fmt: skip
+
 # Constructor arguments per preset: overrides are applied before derived fields (head_dim,
 # intermediate_size, n_kv_head) are filled in, so preset("gpt2", n_embd=1024) stays consistent.
 _PRESET_ARGS: dict[str, tuple[type[GPTConfig] | type[BertConfig], dict[str, Any]]] = {
@@ -74,6 +107,7 @@ _PRESET_ARGS: dict[str, tuple[type[GPTConfig] | type[BertConfig], dict[str, Any]
             **_LLAMA,
         ),
     ),
+    **{name: (GPTConfig, {**_TINY, **args}) for name, args in _FAMILY_TINY.items()},
     "bert-tiny": (BertConfig, dict(n_layer=2, n_head=2, n_embd=128, intermediate_size=512)),
     "bert-base": (BertConfig, {}),
     # all-MiniLM-L6-v2's encoder (sentence-transformers).

@@ -10,7 +10,9 @@ active.
 Parameter names (nanoGPT / GPT-2): ``c_attn`` is the fused projection C -> (Hq + 2·Hkv)·D
 whose output rows are [q heads | k heads | v heads], each head's D rows contiguous;
 ``c_proj`` maps Hq·D -> C. ``nn.Linear`` stores weights as (out, in), the transpose of
-GPT-2's Conv1D.
+GPT-2's Conv1D. With ``qk_norm`` a norm of width D (``q_norm``, ``k_norm``) runs on every q and
+k head before rotary (Qwen3, Gemma3). ``window`` (a sliding window) and ``softcap`` pass
+straight to the kernel, which applies them bottom-right aligned, so they hold with a KV cache.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 from qkv.attention import attention, attention_with_weights
 from qkv.nn.hooked_attention import attend_through_hooks, project_heads
 from qkv.nn.hooks import HookPoint
+from qkv.nn.norms import NormKind, make_norm
 from qkv.nn.record import AttentionRecord, RecordableAttention
 from qkv.nn.rotary import apply_rotary
 
@@ -54,6 +57,12 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         dropout: float = 0.0,
         scale: float | None = None,
         backend: str = "auto",
+        qkv_bias: bool | None = None,
+        out_bias: bool | None = None,
+        qk_norm: NormKind | None = None,
+        norm_eps: float = 1e-6,
+        window: tuple[int | None, int | None] | None = None,
+        softcap: float | None = None,
     ) -> None:
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
@@ -76,8 +85,15 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         self.dropout = dropout
         self.scale = scale if scale is not None else head_dim**-0.5
         self.backend = backend
-        self.c_attn = nn.Linear(hidden_size, (n_heads + 2 * n_kv_heads) * head_dim, bias=bias)
-        self.c_proj = nn.Linear(n_heads * head_dim, hidden_size, bias=bias)
+        self.window = window
+        self.softcap = softcap
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        out_bias = bias if out_bias is None else out_bias
+        self.c_attn = nn.Linear(hidden_size, (n_heads + 2 * n_kv_heads) * head_dim, bias=qkv_bias)
+        self.c_proj = nn.Linear(n_heads * head_dim, hidden_size, bias=out_bias)
+        if qk_norm is not None:
+            self.q_norm = make_norm(qk_norm, head_dim, eps=norm_eps, bias=False)
+            self.k_norm = make_norm(qk_norm, head_dim, eps=norm_eps, bias=False)
         # Set by qkv.nn.record_attention while recording.
         self.recorder: list[AttentionRecord] | None = None
         self.layer_index = 0
@@ -112,12 +128,16 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         q = self.hook_q(q.view(batch, length, hq, d)).transpose(1, 2)  # (B, Hq, T, D)
         k = self.hook_k(k.view(batch, length, hkv, d)).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.hook_v(v.view(batch, length, hkv, d)).transpose(1, 2)  # (B, Hkv, T, D)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
         if rotary is not None:
             cos, sin = rotary
             q = apply_rotary(q, cos, sin)
             k = apply_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, Hkv, Tk, D)
+            if mask is not None and mask.shape[-1] > k.shape[2]:
+                mask = mask[..., -k.shape[2] :]  # a windowed cache keeps the last keys only
             if k.dtype != q.dtype:  # a wider cache, e.g. float32 for a bf16 model on CPU
                 q = q.to(k.dtype)
         # One query per row at the end of the keys sees every key: no causal mask needed.
@@ -139,6 +159,8 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
                 mask=mask,
                 scale=self.scale,
                 dropout_p=dropout_p,
+                window=self.window,
+                softcap=self.softcap,
                 backend="reference",
             )
         else:
@@ -150,6 +172,8 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
                 mask=mask,
                 scale=self.scale,
                 dropout_p=dropout_p,
+                window=self.window,
+                softcap=self.softcap,
                 backend=self.backend,
             )
         # out: (B, Hq, T, D)
@@ -201,4 +225,6 @@ class MultiHeadAttention(nn.Module, RecordableAttention):
         return (
             f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, "
             f"causal={self.causal}, backend={self.backend!r}"
+            + (f", window={self.window}" if self.window is not None else "")
+            + (f", softcap={self.softcap:g}" if self.softcap is not None else "")
         )

@@ -50,7 +50,16 @@ def attend_through_hooks(
             "hook_attn_scores / hook_pattern need attention dropout off; call model.eval() "
             "before hooking the attention pattern"
         )
-    call = AttentionCall(q=q, k=k, v=v, causal=causal, mask=mask, scale=module.scale)
+    call = AttentionCall(
+        q=q,
+        k=k,
+        v=v,
+        causal=causal,
+        mask=mask,
+        scale=module.scale,
+        window=module.window,
+        softcap=module.softcap,
+    )
     scores, weights = scores_and_weights(call)  # (B, Hq, Tq, Tk) each
     if module.hook_attn_scores.active:
         hooked = module.hook_attn_scores(scores)

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from qkv.nn.norms import GemmaRMSNorm
+
 
 class HookPoint(nn.Module):
     """An identity on one activation that registered functions may read or replace.
@@ -197,6 +199,11 @@ def norm_through_hook(norm: nn.Module, hook: HookPoint, x: Tensor) -> Tensor:
     if not hook.active:
         return norm(x)
     weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+    if isinstance(norm, GemmaRMSNorm):  # all in float32, times (1 + w), then cast back
+        hidden = x.to(torch.float32)
+        variance = hidden.pow(2).mean(-1, keepdim=True)
+        hooked = hook(hidden * torch.rsqrt(variance + norm.eps))
+        return (hooked * (1.0 + norm.weight.float())).type_as(x)
     if isinstance(norm, nn.LayerNorm):
         normalized = nn.functional.layer_norm(x, norm.normalized_shape, eps=norm.eps)
     else:  # RMSNorm: float32 statistics, cast back before the weight, as RMSNorm.forward

@@ -43,16 +43,30 @@ class GeluMLP(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """down_proj(silu(gate_proj(x)) · up_proj(x)) (Llama). Shapes: x (B, T, C) -> (B, T, C)."""
+    """down_proj(act(gate_proj(x)) · up_proj(x)): SiLU (Llama's SwiGLU) or tanh-GELU
+    (``activation="gelu_tanh"``: Gemma's GeGLU). Shapes: x (B, T, C) -> (B, T, C)."""
 
     def __init__(
-        self, hidden_size: int, intermediate_size: int, *, bias: bool = False, dropout: float = 0.0
+        self,
+        hidden_size: int,
+        intermediate_size: int,
+        *,
+        bias: bool = False,
+        dropout: float = 0.0,
+        activation: Literal["silu", "gelu_tanh"] = "silu",
     ) -> None:
         super().__init__()
+        if activation not in ("silu", "gelu_tanh"):
+            raise ValueError(
+                f"unknown gated activation {activation!r}; expected 'silu' or 'gelu_tanh'"
+            )
+        self.activation = activation
         self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
         self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+        gate = self.gate_proj(x)
+        gate = F.silu(gate) if self.activation == "silu" else F.gelu(gate, approximate="tanh")
+        return self.dropout(self.down_proj(gate * self.up_proj(x)))

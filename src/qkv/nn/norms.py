@@ -1,4 +1,4 @@
-"""Normalisation layers: RMSNorm (Llama) and a factory for LayerNorm / RMSNorm by name."""
+"""Normalisation layers: RMSNorm (Llama), GemmaRMSNorm (1 + w) and a factory by name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-NormKind = Literal["layernorm", "rmsnorm"]
+NormKind = Literal["layernorm", "rmsnorm", "gemma_rmsnorm"]
 
 
 class RMSNorm(nn.Module):
@@ -33,10 +33,31 @@ class RMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+class GemmaRMSNorm(nn.Module):
+    """y = x / sqrt(mean(x²) + eps) · (1 + weight), all in float32, then cast to x's dtype, as
+    transformers' Gemma2/Gemma3 RMSNorm (the weight is stored as an offset from 1, zeros at
+    init). Shapes: x (..., C) -> (..., C)."""
+
+    def __init__(self, size: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(size))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = x.float()
+        hidden = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (hidden * (1.0 + self.weight.float())).type_as(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
 def make_norm(kind: NormKind, size: int, *, eps: float, bias: bool = True) -> nn.Module:
     """A LayerNorm (with or without bias) or an RMSNorm of width ``size``."""
     if kind == "layernorm":
         return nn.LayerNorm(size, eps=eps, bias=bias)
     if kind == "rmsnorm":
         return RMSNorm(size, eps=eps)
-    raise ValueError(f"unknown norm {kind!r}; expected 'layernorm' or 'rmsnorm'")
+    if kind == "gemma_rmsnorm":
+        return GemmaRMSNorm(size, eps=eps)
+    raise ValueError(f"unknown norm {kind!r}; expected 'layernorm', 'rmsnorm' or 'gemma_rmsnorm'")

@@ -35,6 +35,8 @@ class AttentionRecord:
     scale: float
     causal: bool
     mask: Tensor | None
+    window: tuple[int | None, int | None] | None = None  # sliding window (left, right)
+    softcap: float | None = None  # scores = cap·tanh(scores/cap) before masking
 
 
 class RecordableAttention:
@@ -73,6 +75,8 @@ class RecordableAttention:
                     scale=float(self.scale),
                     causal=causal,
                     mask=None if mask is None else mask.detach(),
+                    window=getattr(self, "window", None),
+                    softcap=getattr(self, "softcap", None),
                 )
             )
 

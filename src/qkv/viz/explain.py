@@ -60,6 +60,8 @@ class Walkthrough:
     weights_max_abs_diff: float  # max |weights - model_weights|
     weights_sum: float
     tolerance: float = TOLERANCE
+    kv_head: int = 0  # the key/value head this query head reads (grouped-query attention)
+    num_kv_heads: int = 0  # 0: as many as query heads
 
     @property
     def token(self) -> str:
@@ -90,6 +92,8 @@ class Walkthrough:
             "head": self.head,
             "token_index": self.token_index,
             "token": self.token,
+            "kv_head": self.kv_head,
+            "num_kv_heads": self.num_kv_heads or self.num_heads,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
             "d_k": self.d_k,
@@ -156,6 +160,8 @@ def walk(
     token_index: int,
     bias: Tensor | None = None,
     allowed: Tensor | None = None,
+    window: tuple[int | None, int | None] | None = None,
+    softcap: float | None = None,
 ) -> dict[str, Any]:
     """Recompute one query's attention step by step in float64.
 
@@ -171,8 +177,17 @@ def walk(
     allowed = torch.ones(t, dtype=torch.bool) if allowed is None else allowed.clone()
     if causal:
         allowed &= torch.arange(t) <= token_index
+    if window is not None:
+        left, right = window
+        offsets = torch.arange(t) - token_index
+        if left is not None:
+            allowed &= offsets >= -left
+        if right is not None:
+            allowed &= offsets <= right
     dots = k @ q  # (T,)
     scaled = dots * scale
+    if softcap is not None:
+        scaled = softcap * torch.tanh(scaled / softcap)
     scores = torch.where(allowed, scaled + bias, torch.full_like(scaled, -math.inf))
     top = float(scores.max()) if bool(allowed.any()) else 0.0
     # Plain exp of the scores when it cannot overflow (easier to follow by hand); otherwise
@@ -307,6 +322,8 @@ def explain(
         token_index=index,
         bias=bias,
         allowed=allowed,
+        window=rec.window,
+        softcap=rec.softcap,
     )
     model_z = rec.out[0, head, index].double().cpu()  # (Dv,)
     model_weights = rec.weights[0, head, index].double().cpu()  # (T,)
@@ -330,5 +347,7 @@ def explain(
         model_weights=model_weights,
         max_abs_diff=float((steps["z"] - model_z).abs().max()),
         weights_max_abs_diff=float((steps["weights"] - model_weights).abs().max()),
+        kv_head=kv_head,
+        num_kv_heads=kv_heads,
         **steps,
     )

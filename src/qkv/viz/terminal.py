@@ -191,6 +191,15 @@ def render_walkthrough(walk, *, color: bool = False, width: int = 100) -> str:
             f"{w.model_name}: layer {w.layer} of {w.num_layers}, head {w.head} of "
             f"{w.num_heads}, query token {w.token_index} {w.token!r}"
         ),
+        *(
+            [
+                f"grouped-query attention: query head {w.head} shares key/value head "
+                f"{w.kv_head} of {w.num_kv_heads} with query heads "
+                f"{_group(w.head, w.num_heads, w.num_kv_heads)}"
+            ]
+            if 0 < w.num_kv_heads < w.num_heads
+            else []
+        ),
         f"attention(q, K, V) = softmax(q·Kᵀ/√d_k)·V with d_k = {w.d_k}, "
         f"1/√d_k = {w.scale:.6f}, {'causal' if w.causal else 'bidirectional'}",
         "",
@@ -258,3 +267,10 @@ def render_walkthrough(walk, *, color: bool = False, width: int = 100) -> str:
     out.append(f"  Σ_j a_j = {w.weights_sum:.8f} {mark(sum_ok)}")
     out.append(f"  max |a − model's weights| = {w.weights_max_abs_diff:.2e}")
     return "\n".join(out)
+
+
+def _group(head: int, num_heads: int, num_kv_heads: int) -> str:
+    """The query heads that read the same key/value head as ``head``: "4-7"."""
+    size = num_heads // num_kv_heads
+    first = head // size * size
+    return f"{first}-{first + size - 1}"
