@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "bench",
     "backends",
     "train",
+    "merge",
     "generate",
     "chat",
     "eval",

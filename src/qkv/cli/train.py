@@ -48,6 +48,13 @@ def run(args: argparse.Namespace) -> int:
         if args.overwrite:
             raise CliError("--resume and --overwrite contradict each other; pass one of them")
         config, checkpoint, out_dir = plan_resume(args.resume, given_flags(args))
+    elif args.init_from is not None:  # a fine-tune: its defaults under the given flags
+        from qkv.training.config import TrainConfig
+        from qkv.training.finetune import check_finetune_flags, finetune_defaults
+
+        check_finetune_flags(given_flags(args))
+        base = TrainConfig(**finetune_defaults(lora=bool(args.lora_r)), init_from=args.init_from)
+        config, checkpoint, out_dir = config_from_args(args, base), None, Path(args.out_dir)
     else:
         config, checkpoint, out_dir = config_from_args(args), None, Path(args.out_dir)
     try:

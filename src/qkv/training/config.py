@@ -28,6 +28,16 @@ class TrainConfig(Serialisable):
     tokenizer: Literal["char", "bpe"] = _option("char", "character level or byte-level BPE")
     vocab_size: int = _option(512, "BPE vocabulary size (ignored for char)")
     val_fraction: float = _option(0.1, "last fraction of the tokens held out for validation")
+    # Fine-tuning (qkv.training.finetune): start from a trained model, optionally with LoRA
+    init_from: str | None = _option(
+        None, "fine-tune this model (qkv run/checkpoint, Hugging Face folder or hub id)"
+    )
+    lora_r: int = _option(0, "LoRA rank (0: full fine-tuning; needs --init-from)")
+    lora_alpha: float = _option(16.0, "LoRA scale numerator (update scaled by alpha / r)")
+    lora_dropout: float = _option(0.0, "dropout on the LoRA branch's input")
+    lora_targets: str = _option(
+        "q,v", "LoRA targets: comma list of q,k,v,o,mlp (or qkv module names), or all-linear"
+    )
     # Model
     model: str = _option("baby-gpt", "model preset from qkv.models (gpt-* or bert-*)")
     block_size: int = _option(64, "context length in tokens")
@@ -104,6 +114,16 @@ class TrainConfig(Serialisable):
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.lora_r < 0 or (self.lora_r > 0 and self.init_from is None):
+            raise ValueError(
+                f"TrainConfig.lora_r={self.lora_r}: LoRA needs a rank >= 1 and --init-from MODEL "
+                "(the base model the adapter trains on); pass lora_r=0 for full training"
+            )
+        if not 0.0 <= self.lora_dropout < 1.0 or self.lora_alpha <= 0:
+            raise ValueError(
+                f"TrainConfig.lora_dropout must be in [0, 1) and lora_alpha > 0, got "
+                f"{self.lora_dropout} and {self.lora_alpha}"
+            )
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(
                 f"TrainConfig.device must be auto, cpu or cuda[:N], got {self.device!r}"
@@ -122,6 +142,7 @@ class TrainConfig(Serialisable):
 RUN_DEFINING = (
     "tokenizer", "vocab_size", "val_fraction", "model", "block_size", "n_layer", "n_head",
     "n_embd", "batch_size", "grad_accum", "seed", "data", "fsdp",
+    "init_from", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
 )  # fmt: skip
 
 

@@ -66,6 +66,7 @@ class TrainSession:
     eval_batches: list[tuple[Tensor, Tensor]]
     autocast: Callable[[], AbstractContextManager[Any]]
     step: int = 0
+    base: Any = None  # the FinetuneBase of a fine-tune (qkv.training.finetune), else None
 
     @property
     def masked_lm(self) -> bool:
@@ -116,20 +117,34 @@ def start_session(
     elif config.fsdp:
         say("--fsdp: one process, so nothing to shard; training unsharded", env, quiet)
 
+    base = None
+    if config.init_from is not None:  # a fine-tune: the base brings model and tokenizer
+        from qkv.training import finetune
+
+        base = finetune.open_base(config)
+        say(finetune.describe(config), env, quiet)
+    tokenizer = base.tokenizer if base is not None else None
     data = prepare_data(
         config,
-        tokenizer=point.tokenizer if point is not None else None,
+        tokenizer=tokenizer or (point.tokenizer if point is not None else None),
         quiet=quiet or not env.is_main,
+        masked_lm=base.masked_lm if base is not None else None,
     )
     if point is not None:
         resume.check_same_corpus(point, data)
     check_work_bounds(config, data)
     if point is None and env.is_main:  # the data is usable: only now the folder is claimed
         claim_run_dir(out_dir, config, overwrite=overwrite)
-    raw_model = build_model(config, data.tokenizer)
-    if point is not None:
-        load_weights(raw_model, point.directory)
+    if base is not None:
+        raw_model = finetune.prepare_model(config, base)
+        if point is not None:
+            finetune.load_checkpoint_weights(raw_model, point.directory, base)
+    else:
+        raw_model = build_model(config, data.tokenizer)
+        if point is not None:
+            load_weights(raw_model, point.directory)
     session = open_session(config, out_dir, env, data=data, raw_model=raw_model)
+    session.base = base
     if point is not None:
         resume.restore(session, point)
     else:
