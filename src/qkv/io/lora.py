@@ -191,7 +191,8 @@ def save_adapter(model: nn.Module, directory: Path, *, base: str, base_hash: str
             "r": settings.r,
             "lora_alpha": settings.alpha,
             "lora_dropout": settings.dropout,
-            "target_modules": sorted({m.rsplit(".", 1)[-1] for m in modules}),
+            # block-relative names ("mlp.c_proj"), so attn.c_proj is not caught as well
+            "target_modules": sorted({".".join(m.split(".")[-2:]) for m in modules}),
             "fan_in_fan_out": family == "gpt2",  # GPT-2's Conv1D stores (in, out)
             "bias": "none",
             "inference_mode": True,
