@@ -179,7 +179,7 @@ def save_adapter(model: nn.Module, directory: Path, *, base: str, base_hash: str
 
     settings: LoraSettings = model.qkv_lora  # type: ignore[assignment]
     state = adapter_state(model)
-    modules = sorted({k[len(_PEFT_PREFIX):].rsplit(".lora_", 1)[0] for k in state})
+    modules = sorted({k[len(_PEFT_PREFIX) :].rsplit(".lora_", 1)[0] for k in state})
     family = _hf_family(model)
     save_safetensors(state, directory / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     write_json_atomic(

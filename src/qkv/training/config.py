@@ -38,6 +38,12 @@ class TrainConfig(Serialisable):
     lora_targets: str = _option(
         "q,v", "LoRA targets: comma list of q,k,v,o,mlp (or qkv module names), or all-linear"
     )
+    val_data: str | None = _option(
+        None, "JSONL records for validation (default: the last val_fraction of --data's)"
+    )
+    mask_prompt: bool = _option(
+        True, "JSONL records: loss on completion / assistant tokens only"
+    )
     # Model
     model: str = _option("baby-gpt", "model preset from qkv.models (gpt-* or bert-*)")
     block_size: int = _option(64, "context length in tokens")
@@ -119,6 +125,11 @@ class TrainConfig(Serialisable):
                 f"TrainConfig.lora_r={self.lora_r}: LoRA needs a rank >= 1 and --init-from MODEL "
                 "(the base model the adapter trains on); pass lora_r=0 for full training"
             )
+        if self.val_data is not None and self.init_from is None:
+            raise ValueError(
+                "TrainConfig.val_data (JSONL records) is read by fine-tunes; pass --init-from "
+                "MODEL, or drop --val-data (plain text holds out its last --val-fraction)"
+            )
         if not 0.0 <= self.lora_dropout < 1.0 or self.lora_alpha <= 0:
             raise ValueError(
                 f"TrainConfig.lora_dropout must be in [0, 1) and lora_alpha > 0, got "
@@ -142,7 +153,7 @@ class TrainConfig(Serialisable):
 RUN_DEFINING = (
     "tokenizer", "vocab_size", "val_fraction", "model", "block_size", "n_layer", "n_head",
     "n_embd", "batch_size", "grad_accum", "seed", "data", "fsdp",
-    "init_from", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
+    "init_from", "val_data", "mask_prompt", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
 )  # fmt: skip
 
 

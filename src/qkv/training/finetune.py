@@ -138,6 +138,18 @@ def open_base(config: TrainConfig) -> FinetuneBase:
     )
 
 
+def is_records(config: TrainConfig) -> bool:
+    """True when the run's data is JSONL records (instruction / chat), not plain text."""
+    from qkv.data.records import is_records_file
+
+    if config.val_data is not None and not is_records_file(config.val_data):
+        raise ValueError(
+            f"--val-data {config.val_data}: validation files are JSONL records (.jsonl); for "
+            "plain text the validation split is the last --val-fraction of --data"
+        )
+    return config.data is not None and is_records_file(config.data)
+
+
 def lora_settings(config: TrainConfig) -> Any:
     from qkv.io.lora import LoraSettings
 
@@ -209,4 +221,3 @@ def describe(config: TrainConfig) -> str:
         f"LoRA (r={config.lora_r}, alpha={config.lora_alpha}, targets {config.lora_targets}) "
         f"on {config.init_from}"
     )
-

@@ -124,15 +124,21 @@ def start_session(
         base = finetune.open_base(config)
         say(finetune.describe(config), env, quiet)
     tokenizer = base.tokenizer if base is not None else None
-    data = prepare_data(
-        config,
-        tokenizer=tokenizer or (point.tokenizer if point is not None else None),
-        quiet=quiet or not env.is_main,
-        masked_lm=base.masked_lm if base is not None else None,
-    )
+    data: Any
+    if base is not None and finetune.is_records(config):  # JSONL instruction / chat records
+        from qkv.training.record_data import prepare_records
+
+        data = prepare_records(config, base.tokenizer, masked_lm=base.masked_lm, quiet=quiet)
+    else:
+        data = prepare_data(
+            config,
+            tokenizer=tokenizer or (point.tokenizer if point is not None else None),
+            quiet=quiet or not env.is_main,
+            masked_lm=base.masked_lm if base is not None else None,
+        )
+        check_work_bounds(config, data)
     if point is not None:
         resume.check_same_corpus(point, data)
-    check_work_bounds(config, data)
     if point is None and env.is_main:  # the data is usable: only now the folder is claimed
         claim_run_dir(out_dir, config, overwrite=overwrite)
     if base is not None:
@@ -194,6 +200,10 @@ def batch_sources(
 ) -> tuple[BatchSampler, list[tuple[Tensor, Tensor]]]:
     """This rank's training sampler (seed ``config.seed``) and the fixed evaluation batches
     (seed + 1, their own generator, so evaluating never moves the training data order)."""
+    if not isinstance(data, PreparedData):  # records (qkv.training.record_data)
+        from qkv.training.record_data import record_sources
+
+        return record_sources(config, env, data)  # type: ignore[return-value]
     shape: dict[str, Any] = {
         "block_size": config.block_size,
         "batch_size": config.batch_size,
