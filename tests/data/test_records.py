@@ -52,8 +52,8 @@ def test_a_chat_template_splits_the_turns_its_own_way(tmp_path: Path) -> None:
         text = "".join(f"[{m['role']}]{m['content']}[end]" for m in messages)
         return text + ("[assistant]" if prompt else "")
 
-    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]  # fmt: skip
+    messages = [{"role": role, "content": text}
+                for role, text in zip(["user", "assistant"] * 2, "abcd")]  # fmt: skip
     (segments,) = read_records(_write(tmp_path, {"messages": messages}), chat_template=template)
     trained = "".join(s.text for s in segments if s.trained)
     # the assistant header is the prompt's; only what the assistant says (and its end) trains
