@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qkv.data.record_batches import IGNORE, RecordRows, encode_records, row_batch
-from qkv.data.records import DEFAULT_CHAT_TEMPLATE, Segment, read_records
+from qkv.data.records import DEFAULT_CHAT_JINJA, Segment, read_records
 from qkv.data.tokenizer import Tokenizer
 from qkv.models import build, language_model_loss, preset
 
@@ -39,10 +39,19 @@ def test_each_format_renders_with_its_trained_part(tmp_path: Path) -> None:
     plain, pc, chat, alpaca = read_records(path)
     assert plain == [Segment("plain", True)]
     assert pc == [Segment("q:", False), Segment(" a.", True)]
-    assert chat == [
-        Segment(DEFAULT_CHAT_TEMPLATE.format(role="user", content="hi"), False),
-        Segment(DEFAULT_CHAT_TEMPLATE.format(role="assistant", content="yo"), True),
-    ]
+    assert chat == [Segment("<|user|>\n", False), Segment("hi\n", False),
+                    Segment("<|assistant|>\n", False), Segment("yo\n", True)]  # fmt: skip
+    # the Jinja form saved with fine-tuned tokenizers renders the same text, split the same
+    tokenizer = Tokenizer.train_char(TEXT + "hiyo")
+    tokenizer.chat_template = DEFAULT_CHAT_JINJA
+    (jinja,) = read_records(
+        _write(tmp_path, {"messages": [{"role": "user", "content": "hi"},
+                                       {"role": "assistant", "content": "yo"}]}),
+        chat_template=lambda m, p: tokenizer.apply_chat_template(
+            m, add_generation_prompt=p, tokenize=False),
+    )  # fmt: skip
+    assert "".join(x.text for x in jinja) == "".join(x.text for x in chat)
+    assert [x.text for x in jinja if x.trained] == ["yo\n"]
     assert "### Instruction:\ndo" in alpaca[0].text and "### Input:\nx" in alpaca[0].text
     assert alpaca[1] == Segment("done", True) and not alpaca[0].trained
 

@@ -21,8 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The chat rendering of tokenizers without a template (documented in the README).
+# The chat rendering of tokenizers without a template (documented in the README): each
+# message is "<|role|>\n" + content + "\n"; the assistant header is prompt, not trained.
 DEFAULT_CHAT_TEMPLATE = "<|{role}|>\n{content}\n"
+# The same as a Jinja chat template, saved with a fine-tune's tokenizer so `qkv chat` and
+# transformers' apply_chat_template render conversations as the model was trained on them.
+DEFAULT_CHAT_JINJA = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task{with_input}. Write a response that "
     "appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n"
@@ -139,13 +146,12 @@ def _render_messages(messages: Any, where: str, chat_template: Any) -> list[Segm
     before it, so the split is the template's own."""
     messages = _check_messages(messages, where)
     if chat_template is None:
-        return [
-            Segment(
-                DEFAULT_CHAT_TEMPLATE.format(role=m["role"], content=m["content"]),
-                m["role"] == "assistant",
-            )  # fmt: skip
-            for m in messages
-        ]
+        segments = []
+        for m in messages:
+            header = DEFAULT_CHAT_TEMPLATE.split("{content}")[0].format(role=m["role"])
+            trained = m["role"] == "assistant"
+            segments += [Segment(header, False), Segment(m["content"] + "\n", trained)]
+        return segments
     segments: list[Segment] = []
     done = ""
     for index, message in enumerate(messages):

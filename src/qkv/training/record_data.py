@@ -20,7 +20,7 @@ from qkv.data.record_batches import (
     encode_records,
     sequential_row_batches,
 )
-from qkv.data.records import read_records
+from qkv.data.records import DEFAULT_CHAT_JINJA, read_records
 from qkv.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -70,6 +70,9 @@ def prepare_records(
         )
     assert config.data is not None
     path = Path(config.data).expanduser()
+    if not getattr(tokenizer, "chat_template", None):
+        # the documented default; saved with the checkpoint's tokenizer for `qkv chat`
+        tokenizer.chat_template = DEFAULT_CHAT_JINJA  # type: ignore[attr-defined]
     render = chat_renderer(tokenizer)
     records = read_records(path, chat_template=render)
     options = {"block_size": config.block_size, "mask_prompt": config.mask_prompt}
