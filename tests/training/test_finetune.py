@@ -96,3 +96,42 @@ def test_a_bert_checkpoint_finetunes_with_masked_lm_batches(root: Path) -> None:
     assert type(model).__name__ == "BertForMaskedLM"
     curve = _val_losses(root / "bert-tuned")
     assert curve[-1] < curve[0]
+
+
+def _records(path: Path, n: int, seed: int) -> Path:
+    import json
+    import random
+
+    rng = random.Random(seed)
+    names = ["anna", "ben", "cleo", "dmitri"]
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(n):
+            a = rng.choice(names)  # the base's context is 16 tokens: short records
+            out.write(json.dumps({"prompt": f"{a} ", "completion": f"{a[::-1]}."}) + "\n")
+    return path
+
+
+def test_a_lora_finetune_on_records_learns_the_completions(root: Path, capsys) -> None:
+    train_file = _records(root / "chat.jsonl", 200, seed=0)
+    val_file = _records(root / "chat-val.jsonl", 16, seed=1)
+    config = finetune_config(str(root / "base"), data=str(train_file), val_data=str(val_file),
+                             lora_r=4, block_size=16, batch_size=8, eval_iters=2,
+                             max_iters=30, eval_interval=10, progress=False,
+                             plot=False)  # fmt: skip
+    train(config, root / "chat-lora", quiet=True)
+    curve = _val_losses(root / "chat-lora")
+    assert curve[-1] < curve[0]
+
+    def eval_loss(model: Path) -> float:
+        assert main(["eval", str(model), "--data", str(val_file)]) == 0
+        out = capsys.readouterr().out
+        assert "completion / assistant tokens predicted" in out
+        return float(out.split("loss")[1].split()[0])
+
+    assert eval_loss(root / "chat-lora") < eval_loss(root / "base")
+    # the default chat template was saved with the tokenizer: `qkv chat` renders as a
+    # messages fine-tune would have been trained
+    tokenizer = qkv.load_tokenizer(root / "chat-lora")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "anna sees ben."}],
+                                         add_generation_prompt=True, tokenize=False)  # fmt: skip
+    assert text == "<|user|>\nanna sees ben.\n<|assistant|>\n"
