@@ -124,7 +124,12 @@ def apply_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
         >>> [n for n, p in model.named_parameters() if p.requires_grad][:1]
         ['transformer.h.0.attn.c_attn.lora_A.default.weight']
     """
-    from peft import LoraConfig, inject_adapter_in_model
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ModuleNotFoundError:
+        raise ValueError(
+            "LoRA needs the peft package, which is not installed: pip install 'qkv[finetune]'"
+        ) from None
 
     names, fused = resolve_targets(model, settings.targets)
     config = LoraConfig(
