@@ -38,6 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--val-fraction", type=float, default=0.1, help="for --split")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument(
+        "--all-tokens",
+        action="store_true",
+        help="JSONL records (--data FILE.jsonl): count prompt tokens too, not only the "
+        "completion / assistant ones",
+    )
     add_strict_vocab_argument(parser)
     return parser
 
@@ -109,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
     args.device = device(args.device)
     lm = open_language_model(model_name(args), args.revision, device=args.device, command="eval")
     model, tokenizer, directory = lm.model, lm.tokenizer, lm.directory
+    from qkv.data.records import is_records_file
+
+    if is_records_file(args.data):  # instruction / chat records: the completion tokens
+        from qkv.cli.eval_records import evaluate_records
+
+        return evaluate_records(args, model, tokenizer, directory)
     corpus = read_corpus(input_path(args.data, "--data"))
     tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
     cut = split_point(len(tokens), args.val_fraction)

@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "backends",
     "train",
     "prepare",
+    "merge",
     "generate",
     "chat",
     "eval",

@@ -59,6 +59,15 @@ def run(args: argparse.Namespace) -> int:
         if args.overwrite:
             raise CliError("--resume and --overwrite contradict each other; pass one of them")
         config, checkpoint, out_dir = plan_resume(args.resume, given_flags(args))
+    elif args.init_from is not None:  # a fine-tune: its defaults under the given flags
+        from qkv.training.config import TrainConfig, config_from_args
+        from qkv.training.finetune import check_finetune_flags, finetune_defaults
+
+        if args.preset is not None:
+            raise CliError("--preset is a recipe for training from scratch; drop it to fine-tune")
+        check_finetune_flags(given_flags(args))
+        base = TrainConfig(**finetune_defaults(lora=bool(args.lora_r)), init_from=args.init_from)
+        config, checkpoint, out_dir = config_from_args(args, base), None, Path(args.out_dir)
     else:
         config, checkpoint, out_dir = config_with_preset(args), None, Path(args.out_dir)
     try:

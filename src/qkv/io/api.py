@@ -61,6 +61,11 @@ def load(
     location = checked_model_dir(location)
     config_file = location / "config.json"
     if not config_file.is_file():
+        from qkv.io.lora import is_adapter_dir
+
+        if is_adapter_dir(location):  # a LoRA checkpoint: its base with the adapter applied
+            return _load_adapter_checkpoint(location, dtype=dtype, device=device)
+    if not config_file.is_file():
         raise FileNotFoundError(
             f"{config_file} not found: a model directory needs config.json beside its weights "
             f"(qkv checkpoints, or Hugging Face {supported()})"
@@ -69,6 +74,18 @@ def load(
         raw = read_json(config_file)
         model = load_qkv(location, raw) if is_qkv_config(raw) else load_hf(location, raw)
     return finish(model, dtype, device)
+
+
+def _load_adapter_checkpoint(directory: Path, **options: Any) -> nn.Module:
+    """The base of LoRA checkpoint ``directory`` (by its saved id or path, with the saved
+    content hash: a changed base is refused naming both) with the adapter applied."""
+    from qkv.io.lora import attach_adapter, base_sha256, check_base, read_base
+
+    reference = read_base(directory)["base"]
+    base = resolve_model(reference, None)
+    base = checked_model_dir(base.parent if base.is_file() else base)
+    check_base(directory, base, base_sha256(base, model_file_names(base)))
+    return attach_adapter(load(base, **options), directory)
 
 
 def checked_model_dir(location: Path) -> Path:

@@ -99,7 +99,12 @@ class Checkpointer:
 
     def _write_files(self, directory: Path, model: nn.Module, state: dict[str, Any]) -> None:
         session = self.session
-        ckpt.save_model_dir(model, directory)
+        if session.base is not None:  # a fine-tune: the adapter only, or the whole model
+            from qkv.training.finetune import write_model_files
+
+            write_model_files(model, directory, session.base)
+        else:
+            ckpt.save_model_dir(model, directory)
         write_tokenizer_json(session.data.tokenizer, directory / ckpt.TOKENIZER)
         (directory / ckpt.TRAIN_CONFIG).write_text(
             json.dumps(session.config.to_dict(), indent=2) + "\n", encoding="utf-8"

@@ -34,6 +34,22 @@ class TrainConfig(Serialisable):
         False, "skip (and count) unreadable or non-UTF-8 files of a corpus folder"
     )
     bpe_sample_mb: int = _option(256, "megabytes from the corpus start that train the BPE")
+    # Fine-tuning (qkv.training.finetune): start from a trained model, optionally with LoRA
+    init_from: str | None = _option(
+        None, "fine-tune this model (qkv run/checkpoint, Hugging Face folder or hub id)"
+    )
+    lora_r: int = _option(0, "LoRA rank (0: full fine-tuning; needs --init-from)")
+    lora_alpha: float = _option(16.0, "LoRA scale numerator (update scaled by alpha / r)")
+    lora_dropout: float = _option(0.0, "dropout on the LoRA branch's input")
+    lora_targets: str = _option(
+        "q,v", "LoRA targets: comma list of q,k,v,o,mlp (or qkv module names), or all-linear"
+    )
+    val_data: str | None = _option(
+        None, "JSONL records for validation (default: the last val_fraction of --data's)"
+    )
+    mask_prompt: bool = _option(
+        True, "JSONL records: loss on completion / assistant tokens only"
+    )
     # Model
     model: str = _option("baby-gpt", "model preset from qkv.models (gpt-* or bert-*)")
     block_size: int = _option(64, "context length in tokens")
@@ -133,6 +149,21 @@ class TrainConfig(Serialisable):
                 raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         self._resolve_bf16_alias()
         self._check_optimizer()
+        if self.lora_r < 0 or (self.lora_r > 0 and self.init_from is None):
+            raise ValueError(
+                f"TrainConfig.lora_r={self.lora_r}: LoRA needs a rank >= 1 and --init-from MODEL "
+                "(the base model the adapter trains on); pass lora_r=0 for full training"
+            )
+        if self.val_data is not None and self.init_from is None:
+            raise ValueError(
+                "TrainConfig.val_data (JSONL records) is read by fine-tunes; pass --init-from "
+                "MODEL, or drop --val-data (plain text holds out its last --val-fraction)"
+            )
+        if not 0.0 <= self.lora_dropout < 1.0 or self.lora_alpha <= 0:
+            raise ValueError(
+                f"TrainConfig.lora_dropout must be in [0, 1) and lora_alpha > 0, got "
+                f"{self.lora_dropout} and {self.lora_alpha}"
+            )
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(
                 f"TrainConfig.device must be auto, cpu or cuda[:N], got {self.device!r}"
@@ -184,7 +215,8 @@ class TrainConfig(Serialisable):
 RUN_DEFINING = (
     "tokenizer", "vocab_size", "val_fraction", "model", "block_size", "n_layer", "n_head",
     "n_embd", "batch_size", "grad_accum", "seed", "data", "fsdp", "text_field", "data_split",
-    "bpe_sample_mb",
+    "bpe_sample_mb", "init_from", "val_data", "mask_prompt", "lora_r", "lora_alpha",
+    "lora_dropout", "lora_targets",
 )  # fmt: skip
 
 

@@ -104,21 +104,28 @@ def masking_spec(tokenizer: Tokenizer) -> MaskingSpec:
     size = tokenizer.get_vocab_size()
     if specials == list(range(len(specials))):  # BPE trainers put specials first
         low, high = len(specials), size
-    else:  # the char tokenizer appends them
+    elif specials == list(range(specials[0], size)):  # the char tokenizer appends them
         low, high = 0, specials[0]
+    else:  # pretrained vocabularies (BERT's [PAD]=0, [UNK]..[MASK]=100..103): after the last
+        low, high = specials[-1] + 1, size
     return MaskingSpec(mask_id=vocab[MASK], random_low=low, random_high=high)
 
 
 def prepare_data(
-    config: TrainConfig, *, tokenizer: Tokenizer | None = None, quiet: bool = False
+    config: TrainConfig,
+    *,
+    tokenizer: Tokenizer | None = None,
+    quiet: bool = False,
+    masked_lm: bool | None = None,
 ) -> PreparedData:
     """Stream the corpus into cached token shards (:mod:`qkv.data.prepare_stream`: the
     tokenizer is trained or reused, a cache hit costs a stat per file) and split it into train
     (first ``1 - val_fraction``) and validation (the rest), both memmapped windows.
 
+    ``masked_lm``: the model trains on masked-LM batches (default: the preset is a BERT).
     Raises ValueError when either split is shorter than one context window.
     """
-    masked_lm = is_masked_lm(config.model)
+    masked_lm = is_masked_lm(config.model) if masked_lm is None else masked_lm
     spec = corpus_spec(config, quiet=quiet)
     prepared = prepare_corpus(spec, prepare_options(config), tokenizer=tokenizer, quiet=quiet)
     tokens = prepared.tokens

@@ -68,6 +68,7 @@ class TrainSession:
     eval_batches: list[tuple[Tensor, Tensor]]
     autocast: Callable[[], AbstractContextManager[Any]]
     step: int = 0
+    base: Any = None  # the FinetuneBase of a fine-tune (qkv.training.finetune), else None
 
     @property
     def masked_lm(self) -> bool:
@@ -119,20 +120,41 @@ def start_session(
     elif config.fsdp:
         say("--fsdp: one process, so nothing to shard; training unsharded", env, quiet)
 
-    data = prepared_once(config, env, point.tokenizer if point is not None else None, quiet)
+    base = None
+    if config.init_from is not None:  # a fine-tune: the base brings model and tokenizer
+        from qkv.training import finetune
+
+        base = finetune.open_base(config)
+        say(finetune.describe(config), env, quiet)
+    tokenizer = base.tokenizer if base is not None else None
+    data: Any
+    if base is not None and finetune.is_records(config):  # JSONL instruction / chat records
+        from qkv.training.record_data import prepare_records
+
+        data = prepare_records(config, base.tokenizer, masked_lm=base.masked_lm, quiet=quiet)
+    else:
+        tokenizer = tokenizer or (point.tokenizer if point is not None else None)
+        masked_lm = base.masked_lm if base is not None else None
+        data = prepared_once(config, env, tokenizer, quiet, masked_lm=masked_lm)
+        check_work_bounds(config, data)
     if point is not None:
         resume.check_same_corpus(point, data)
-    check_work_bounds(config, data)
     if point is None and env.is_main:  # the data is usable: only now the folder is claimed
         precision = resolve_precision(config.precision, env.device)
         if config.precision == "auto":
             machine = precision.capability.describe()
             say(f"precision auto: {precision.dtype} ({machine})", env, quiet)
         claim_run_dir(out_dir, config, overwrite=overwrite, hardware=precision.record())
-    raw_model = build_model(config, data.tokenizer)
-    if point is not None:
-        load_weights(raw_model, point.directory)
+    if base is not None:
+        raw_model = finetune.prepare_model(config, base)
+        if point is not None:
+            finetune.load_checkpoint_weights(raw_model, point.directory, base)
+    else:
+        raw_model = build_model(config, data.tokenizer)
+        if point is not None:
+            load_weights(raw_model, point.directory)
     session = open_session(config, out_dir, env, data=data, raw_model=raw_model)
+    session.base = base
     if point is not None:
         resume.restore(session, point)
     else:
@@ -141,18 +163,23 @@ def start_session(
 
 
 def prepared_once(
-    config: TrainConfig, env: dist_utils.Distributed, tokenizer: Any, quiet: bool
+    config: TrainConfig,
+    env: dist_utils.Distributed,
+    tokenizer: Any,
+    quiet: bool,
+    *,
+    masked_lm: bool | None = None,
 ) -> PreparedData:
     """Rank 0 prepares (or finds cached) the token shards while the other ranks wait at a
     barrier, then they open the same shards: no rank tokenizes twice or holds the corpus.
     A failure on rank 0 still meets the barrier, and the others then raise the same error."""
     if env.is_main:
         try:
-            return prepare_data(config, tokenizer=tokenizer, quiet=quiet)
+            return prepare_data(config, tokenizer=tokenizer, quiet=quiet, masked_lm=masked_lm)
         finally:
             dist_utils.barrier(env)
     dist_utils.barrier(env)
-    return prepare_data(config, tokenizer=tokenizer, quiet=True)
+    return prepare_data(config, tokenizer=tokenizer, quiet=True, masked_lm=masked_lm)
 
 
 def open_session(
@@ -194,6 +221,10 @@ def batch_sources(
 ) -> tuple[BatchSampler, list[tuple[Tensor, Tensor]]]:
     """This rank's training sampler (seed ``config.seed``) and the fixed evaluation batches
     (seed + 1, their own generator, so evaluating never moves the training data order)."""
+    if not isinstance(data, PreparedData):  # records (qkv.training.record_data)
+        from qkv.training.record_data import record_sources
+
+        return record_sources(config, env, data)  # type: ignore[return-value]
     shape: dict[str, Any] = {
         "block_size": config.block_size,
         "batch_size": config.batch_size,
