@@ -39,6 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--top-k", type=int, default=3, help="keys listed per query with --terminal (default 3)"
     )
     parser.add_argument("--title", default=None, help="figure / page title")
+    parser.add_argument(
+        "--no-ablation",
+        action="store_true",
+        help="HTML: skip the 'what happens without it' panel (each head zero-ablated alone, "
+        "one batched forward per head; decoders only)",
+    )
     add_color_argument(parser)
     add_strict_vocab_argument(parser)
     return parser
@@ -93,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
                 f"the HTML viewer (qkv.viz.html) is not available in this build ({error}); "
                 "write a .png instead"
             ) from None
-        write_html(cap, out, title=title)
+        ablation = None
+        if not args.no_ablation:
+            from qkv.viz.ablation import head_ablation
+            from qkv.viz.capture import _encode
+
+            ablation = head_ablation(opened.model, _encode(tokenizer, args.text))
+        write_html(cap, out, title=title, ablation=ablation)
         emit(f"wrote {out}: open it in a browser (works offline)")
     if args.terminal:
         from qkv.viz.terminal import color_mode, format_top_attended, terminal_heatmap

@@ -133,9 +133,13 @@ def _validate(capture: Capture, max_tokens: int) -> None:
         )
 
 
-def payload(capture: Capture, *, title: str | None = None) -> dict[str, Any]:
-    """The JSON-ready dict the viewer embeds (arrays via :func:`encode_array`)."""
+def payload(
+    capture: Capture, *, title: str | None = None, ablation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON-ready dict the viewer embeds (arrays via :func:`encode_array`); ``ablation``
+    is :func:`qkv.viz.ablation.head_ablation`'s result, shown in the "without it" panel."""
     return {
+        "ablation": ablation,
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "title": title,
@@ -190,9 +194,24 @@ class AttentionView:
     """
 
     def __init__(
-        self, capture: Capture, *, title: str | None = None, max_tokens: int = MAX_TOKENS
+        self,
+        capture: Capture,
+        *,
+        title: str | None = None,
+        max_tokens: int = MAX_TOKENS,
+        ablation: dict[str, Any] | None = None,
     ) -> None:
         _validate(capture, max_tokens)
+        if ablation is not None:
+            effects = ablation.get("effects") if isinstance(ablation, dict) else None
+            shape = (capture.num_layers, capture.num_heads)
+            got = (len(effects), len(effects[0])) if isinstance(effects, list) and effects else None
+            if got != shape:
+                raise ValueError(
+                    f"ablation must be qkv.viz.ablation.head_ablation's dict with effects of "
+                    f"shape {shape} (layers, heads) for this capture"
+                )
+        self.ablation = ablation
         if title is not None and not isinstance(title, str):
             raise ValueError(f"title must be a str or None, got {type(title).__name__}")
         self.capture = capture
@@ -204,7 +223,7 @@ class AttentionView:
             "TITLE": html.escape(self.title, quote=True),
             "CSS": _asset("viewer.css"),
             "JS": _asset("viewer.js"),
-            "DATA": script_json(payload(self.capture, title=self.title)),
+            "DATA": script_json(payload(self.capture, title=self.title, ablation=self.ablation)),
         }
         # One pass, so text inserted for one placeholder is never scanned for another.
         return _PLACEHOLDER.sub(lambda match: parts[match.group(1)], _asset("viewer.html"))
@@ -246,12 +265,16 @@ def write_html(
     *,
     title: str | None = None,
     max_tokens: int = MAX_TOKENS,
+    ablation: dict[str, Any] | None = None,
 ) -> Path:
     """Write the offline interactive viewer of ``capture`` to ``path``; return the path.
 
     ``capture`` holds weights (L, H, T, T) and per-head q, k, v, z (L, H, T, D); T above
-    ``max_tokens`` is refused (see :class:`AttentionView`). Example::
+    ``max_tokens`` is refused (see :class:`AttentionView`). ``ablation``: each head's
+    zero-ablation effect on the text's loss (:func:`qkv.viz.ablation.head_ablation`), shown
+    in the viewer's "what happens without it" panel. Example::
 
         >>> write_html(capture(model, tokenizer, "The cat sat on the mat."), "cat.html")
     """
-    return AttentionView(capture, title=title, max_tokens=max_tokens).save(path)
+    view = AttentionView(capture, title=title, max_tokens=max_tokens, ablation=ablation)
+    return view.save(path)

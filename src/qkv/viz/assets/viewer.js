@@ -308,6 +308,35 @@
     }
   }
 
+  // ---- "what happens without it": each head's zero-ablation effect, precomputed in Python ----
+  function drawAblation() {
+    const root = $("ablation");
+    while (root.firstChild) root.removeChild(root.firstChild);
+    const ab = data.ablation;
+    if (!ab) {
+      root.appendChild(el("p", "Not computed for this view: it needs a decoder (a next-token loss) and a text of two or more tokens; `qkv show --out X.html` computes it unless --no-ablation.", "muted"));
+      return;
+    }
+    const d = ab.effects[state.layer][state.head];
+    const ranked = [];
+    for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) ranked.push([ab.effects[l][h], l, h]);
+    ranked.sort((a, b) => b[0] - a[0]);
+    const rank = ranked.findIndex((r) => r[1] === state.layer && r[2] === state.head) + 1;
+    const sign = d >= 0 ? "+" : "";
+    root.appendChild(el("p", "Without layer " + state.layer + ", head " + state.head + " (its z zeroed) the " + ab.metric +
+      " goes from " + fmt(ab.baseline) + " to " + fmt(ab.baseline + d) + " (" + sign + fmt(d) + "): rank " + rank +
+      " of " + (L * H) + " heads by how much the loss rises.", "readout"));
+    const list = el("ol", "");
+    ranked.slice(0, Math.min(5, ranked.length)).forEach((r) => {
+      const item = el("li", "layer " + r[1] + ", head " + r[2] + ": " + (r[0] >= 0 ? "+" : "") + fmt(r[0]));
+      item.style.cursor = "pointer";
+      item.addEventListener("click", () => select(r[1], r[2]));
+      list.appendChild(item);
+    });
+    root.appendChild(el("p", "The heads this text needs most (click to select):", "muted"));
+    root.appendChild(list);
+  }
+
   // ---- the formula panel: softmax(q·k / sqrt(d_k)) v for one query, recomputed here ---------
   // The steps and their numbers follow `qkv explain`. Arithmetic is float64 on the exact
   // float32 q, k, v, so the check measures the model against the formula.
@@ -393,7 +422,7 @@
   function redraw() {
     $("layer-select").value = String(state.layer);
     $("head-select").value = String(state.head);
-    drawHeatmap(); drawLines(); drawFormula();
+    drawHeatmap(); drawLines(); drawFormula(); drawAblation();
     document.querySelectorAll("#overview canvas").forEach((tile) => {
       tile.className = Number(tile.dataset.layer) === state.layer && Number(tile.dataset.head) === state.head ? "current" : "";
     });
