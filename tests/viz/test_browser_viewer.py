@@ -285,3 +285,23 @@ def test_two_notebook_views_coexist(browser: webdriver.Chrome, tmp_path: Path) -
         finally:
             browser.switch_to.default_content()
     assert _console_errors(browser) == []
+
+
+def test_viewer_names_the_shared_key_value_head(browser: webdriver.Chrome, tmp_path: Path) -> None:
+    """Under grouped-query attention the viewer says which key/value head a query head reads
+    (llama-nano: 4 query heads over 2 key/value heads); without grouping it says nothing."""
+    cap = _llama_nano_capture()
+    assert (cap.num_heads, cap.kv_heads) == (4, 2)
+    _open(browser, write_html(cap, tmp_path / "gqa.html"))
+    assert "(2 key/value heads)" in browser.find_element(By.ID, "summary").text
+    for head in range(4):
+        Select(browser.find_element(By.ID, "head-select")).select_by_value(str(head))
+        group = cap.kv_head_of(head)
+        note = browser.find_element(By.ID, "kv-note").text
+        assert f"query head {head} shares key/value head {group} of 2" in note
+        assert f"with query heads {2 * group}–{2 * group + 1}" in note
+    browser.find_elements(By.CSS_SELECTOR, "#lines text.tok-q")[5].click()
+    assert "shares key/value head 1 of 2" in browser.find_element(By.ID, "formula").text
+    _open(browser, write_html(synthetic_capture(), tmp_path / "mha.html"))
+    assert browser.find_element(By.ID, "kv-note").text == ""
+    assert _console_errors(browser) == []

@@ -67,3 +67,23 @@ def test_explain_show_heads_cli_on_family_presets(name: str, tmp_path, capsys) -
     args = ["heads", "--model", model_dir, "--json", "--period", "4", "--sequences", "1"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["num_heads"] == 4
+
+
+@pytest.mark.parametrize("name", ["qwen2-tiny", "gemma2-tiny", "pythia-tiny"])
+def test_capture_keeps_the_key_value_head_count(name: str) -> None:
+    """The viewer's payload says how many key/value heads the model has and which one each
+    query head reads, from the recorded (unexpanded) keys."""
+    from qkv.viz.capture import capture_ids
+    from qkv.viz.html import payload
+
+    torch.manual_seed(0)
+    config = preset(name, vocab_size=50)
+    model = GPT(config).eval()
+    cap = capture_ids(model, torch.randint(0, 50, (9,)))
+    assert cap.kv_heads == config.n_kv_head and cap.num_heads == config.n_head
+    assert payload(cap)["num_kv_heads"] == config.n_kv_head
+    assert cap.to_json_dict()["num_kv_heads"] == config.n_kv_head
+    with torch.no_grad(), record_attention(model) as records:
+        model(torch.randint(0, 50, (1, 9)))
+    hq, hkv = records[0].q.shape[1], records[0].k.shape[1]
+    assert [cap.kv_head_of(h) for h in range(hq)] == [h // (hq // hkv) for h in range(hq)]

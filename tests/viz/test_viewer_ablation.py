@@ -30,8 +30,10 @@ def test_effects_equal_zeroing_the_heads_output_projection_by_hand() -> None:
     result = head_ablation(gpt, IDS)
     assert result is not None
     ids = torch.tensor([IDS])
-    loss = lambda m: float(  # noqa: E731
-        torch.nn.functional.cross_entropy(m(ids)[0, :-1].float(), ids[0, 1:])
+    loss = (
+        lambda m: float(  # noqa: E731
+            torch.nn.functional.cross_entropy(m(ids)[0, :-1].float(), ids[0, 1:])
+        )
     )
     assert result["baseline"] == pytest.approx(loss(gpt), abs=1e-9)
     d = gpt.config.head_dim

@@ -36,6 +36,7 @@ class Capture:
     scale: float  # the 1/sqrt(d_k) the model used
     causal: bool
     model_name: str
+    num_kv_heads: int = 0  # key/value heads before expansion; 0: as many as query heads
 
     def __post_init__(self) -> None:
         if self.weights.dim() != 4:
@@ -49,6 +50,12 @@ class Capture:
             raise ValueError(
                 f"Capture has {t_q} positions but {len(self.tokens)} tokens and "
                 f"{len(self.special)} special flags; they must match"
+            )
+        kv = self.num_kv_heads
+        if isinstance(kv, bool) or not isinstance(kv, int) or kv < 0 or (kv and heads % kv):
+            raise ValueError(
+                f"Capture.num_kv_heads must be 0 or a divisor of the {heads} query heads, "
+                f"got {kv!r}"
             )
         for name in ("queries", "keys", "values", "head_outputs"):
             shape = tuple(getattr(self, name).shape)
@@ -69,12 +76,21 @@ class Capture:
     def num_tokens(self) -> int:
         return self.weights.shape[2]
 
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads the model has (fewer than query heads under grouped-query attention)."""
+        return self.num_kv_heads or self.num_heads
+
+    def kv_head_of(self, head: int) -> int:
+        """The key/value head query head ``head`` reads."""
+        return head // (self.num_heads // self.kv_heads)
+
     def to_json_dict(self, *, digits: int = 4) -> dict[str, Any]:
         """Plain Python lists and numbers, rounded to ``digits`` decimals, for embedding in HTML.
 
         Keys: tokens, special, weights [L][H][T][T], queries / keys / values / head_outputs
-        [L][H][T][D], scale, causal, model_name, num_layers, num_heads, num_tokens, head_dim,
-        value_dim.
+        [L][H][T][D], scale, causal, model_name, num_layers, num_heads, num_kv_heads, num_tokens,
+        head_dim, value_dim.
         """
 
         def plain(tensor: Tensor) -> list:
@@ -86,6 +102,7 @@ class Capture:
             "special": [bool(flag) for flag in self.special],
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
+            "num_kv_heads": self.kv_heads,
             "num_tokens": self.num_tokens,
             "head_dim": int(self.queries.shape[-1]),
             "value_dim": int(self.values.shape[-1]),
@@ -295,4 +312,5 @@ def capture_ids(
         scale=float(records[0].scale),
         causal=bool(records[0].causal),
         model_name=str(name),
+        num_kv_heads=int(records[0].k.shape[1]),
     )

@@ -148,6 +148,7 @@ def payload(
         "special": [bool(flag) for flag in capture.special],
         "num_layers": int(capture.weights.shape[0]),
         "num_heads": int(capture.weights.shape[1]),
+        "num_kv_heads": int(capture.kv_heads),
         "num_tokens": int(capture.weights.shape[2]),
         "head_dim": int(capture.queries.shape[-1]),
         "value_dim": int(capture.values.shape[-1]),

@@ -13,6 +13,15 @@
   const DK = data.head_dim, DV = data.value_dim;
   const tokens = data.tokens, special = data.special;
   const CHECK_TOLERANCE = data.check_tolerance;
+  const HKV = data.num_kv_heads || H;  // key/value heads (fewer under grouped-query attention)
+
+  // "query head 5 shares key/value head 1 of 3 with query heads 3-5" ("" without grouping)
+  function kvShare(h) {
+    if (HKV >= H) return "";
+    const size = H / HKV, g = Math.floor(h / size);
+    return "grouped-query attention: query head " + h + " shares key/value head " + g + " of " + HKV +
+      " with query heads " + (g * size) + "–" + (g * size + size - 1) + ".";
+  }
 
   function decode(entry) {
     const raw = atob(entry.data);
@@ -383,7 +392,8 @@
       ". d_k = " + DK + ", " + (standard ? "1/√d_k = " + fmt(data.scale) : "scale = " + fmt(data.scale) +
       " (the model's; 1/√d_k would be " + fmt(1 / Math.sqrt(DK)) + ")") + "; " +
       (data.causal ? "causal: keys after the query are masked (−∞)." : "bidirectional: every key is visible.") +
-      " Over all " + T + " tokens, special ones included, as in the model."));
+      " Over all " + T + " tokens, special ones included, as in the model." +
+      (kvShare(h) ? " Keys and values: " + kvShare(h) : "")));
     root.appendChild(el("div", "1. the query q_" + i + " = " + fmtVector(a.q, 6), "vector"));
     root.appendChild(el("div", "2–6. each key k_j: score s_j = q·k_j × " + scaleName + " (+ mask), softmax over j; " +
       "7. each weight times its value", "vector"));
@@ -422,6 +432,7 @@
   function redraw() {
     $("layer-select").value = String(state.layer);
     $("head-select").value = String(state.head);
+    $("kv-note").textContent = kvShare(state.head);
     drawHeatmap(); drawLines(); drawFormula(); drawAblation();
     document.querySelectorAll("#overview canvas").forEach((tile) => {
       tile.className = Number(tile.dataset.layer) === state.layer && Number(tile.dataset.head) === state.head ? "current" : "";
@@ -431,7 +442,8 @@
   function selectQuery(i) { state.query = i; redraw(); }
 
   function init() {
-    const summary = (data.model_name ? data.model_name + " · " : "") + L + " layers × " + H + " heads · " + T +
+    const summary = (data.model_name ? data.model_name + " · " : "") + L + " layers × " + H + " heads" +
+      (HKV < H ? " (" + HKV + " key/value heads)" : "") + " · " + T +
       " tokens · d_k = " + DK + (data.causal ? " · causal" : " · bidirectional");
     $("summary").textContent = summary;
     for (let l = 0; l < L; l++) $("layer-select").appendChild(Object.assign(el("option", String(l)), { value: String(l) }));
