@@ -29,99 +29,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-WORDS = [
-    "the",
-    "of",
-    "and",
-    "to",
-    "a",
-    "in",
-    "that",
-    "is",
-    "was",
-    "he",
-    "for",
-    "it",
-    "with",
-    "as",
-    "his",
-    "on",
-    "be",
-    "at",
-    "by",
-    "I",
-    "this",
-    "had",
-    "not",
-    "are",
-    "but",
-    "from",
-    "or",
-    "have",
-    "an",
-    "they",
-    "which",
-    "one",
-    "you",
-    "were",
-    "her",
-    "all",
-    "she",
-    "there",
-    "would",
-    "their",
-    "we",
-    "him",
-    "been",
-    "has",
-    "when",
-    "who",
-    "will",
-    "more",
-    "no",
-    "if",
-    "out",
-    "so",
-    "said",
-    "what",
-    "up",
-    "its",
-    "about",
-    "into",
-    "than",
-    "them",
-    "can",
-    "only",
-    "other",
-    "Bär",
-    "Straße",
-    "müde",
-    "Grüße",
-    "naïve",
-    "Crème",
-    "café",
-    "東京",
-    "日本語",
-    "テキスト",
-    "🙂",
-    "🚀",
-    "—",
-    "«",
-    "»",
-    "king",
-    "queen",
-    "thou",
-    "thee",
-    "hath",
-    "doth",
-    "lord",
-    "good",
-    "sweet",
-    "death",
-    "love",
-    "heaven",
-    "night",
-]
+ROOT = Path(__file__).resolve().parents[1]
+# tiny Shakespeare beside the checkout (../shared/data) or in the first worktree's.
+SHAKESPEARE = next(
+    (p for p in (ROOT.parent / "shared", ROOT.parents[1] / "shared") if p.is_dir()),
+    ROOT.parent / "shared",
+) / "data" / "tinyshakespeare.txt"
+# Multi-byte words mixed into a few lines, so readers and cuts meet 2-, 3- and 4-byte characters.
+FOREIGN = ["Bär", "Straße", "müde", "Grüße", "naïve", "Crème", "café", "東京", "日本語",
+           "テキスト", "🙂", "🚀", "—", "«", "»"]  # fmt: skip
+SYLLABLES = [c + v for c in "bcdfghklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ae", "ou")]
 
 PEER = r"""
 import sys, numpy as np
@@ -150,24 +67,41 @@ print(total)
 """
 
 
-def make_corpus(path: Path, megabytes: int, seed: int = 0) -> None:
-    """A UTF-8 text of about ``megabytes`` MB: random words in lines, blank-line paragraphs."""
+def _invented(index: int) -> str:
+    """Word ``index`` of an endless invented vocabulary (names, rare words): base-119 digits
+    spelled as syllables."""
+    parts = []
+    index += 1
+    while index:
+        index, digit = divmod(index, len(SYLLABLES))
+        parts.append(SYLLABLES[digit])
+    return "".join(parts)
+
+
+def make_corpus(path: Path, megabytes: int, seed: int = 0, source: Path = SHAKESPEARE) -> None:
+    """A UTF-8 text of about ``megabytes`` MB that BPE does not find trivial: the speeches of
+    tiny Shakespeare (``source``) in shuffled order, a quarter of the lines gaining an invented
+    word drawn from a Zipf law (so distinct words keep growing with the size, as in real text:
+    Heaps' law), and 2% gaining multi-byte words (German, Japanese, emoji)."""
     rng = np.random.default_rng(seed)
-    words = np.array(WORDS, dtype=object)
+    speeches = source.read_text(encoding="utf-8").split("\n\n")
     target = megabytes * 1_000_000
     written = 0
     with open(path, "w", encoding="utf-8") as handle:
         while written < target:
-            picks = words[rng.integers(0, len(words), 400_000)]
-            lengths = rng.integers(4, 16, 40_000)
-            lines, start = [], 0
-            for n in lengths:
-                lines.append(" ".join(picks[start : start + n]))
-                start += n
-                if start + 16 > len(picks):
-                    break
-            paragraphs = ["\n".join(lines[i : i + 8]) for i in range(0, len(lines), 8)]
-            text = "\n\n".join(paragraphs) + "\n\n"
+            lines = [line for i in rng.permutation(len(speeches))
+                     for line in speeches[i].split("\n") + [""]]  # fmt: skip
+            roll = rng.random(len(lines))
+            words = rng.zipf(1.3, len(lines)) % 10_000_000
+            foreign = rng.integers(0, len(FOREIGN), len(lines))
+            out = []
+            for line, r, w, f in zip(lines, roll, words.tolist(), foreign.tolist(), strict=True):
+                if line and r < 0.25:
+                    line = f"{line} {_invented(w)}"
+                elif line and r < 0.27:
+                    line = f"{FOREIGN[f]} {line} {FOREIGN[(f + 3) % len(FOREIGN)]}"
+                out.append(line)
+            text = "\n".join(out) + "\n"
             handle.write(text)
             written += len(text.encode("utf-8"))
 
