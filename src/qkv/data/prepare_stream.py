@@ -253,24 +253,31 @@ def _encode_all(source: Source, tokenizer: Tokenizer, options: PrepareOptions,
         smoothing=0.1,
     )
     pending: Future[np.ndarray] | None = None
+    pending_count = 0  # chunks in the pending batch
     chunks: list[str] = []
     ends: list[bool] = []
     size = 0
+    done = skip = writer.resumed_chunks  # chunks in the shards (a resumed run's come first)
 
     def flush() -> None:
-        nonlocal pending, chunks, ends, size
+        nonlocal pending, pending_count, chunks, ends, size, done
         if pending is not None:
             writer.write(pending.result())
+            done += pending_count
+            writer.checkpoint(done)
             rate = writer.total / max(progress.format_dict["elapsed"], 1e-9)
             progress.set_postfix_str(f"{writer.total / 1e6:.1f} M tokens, {rate / 1e6:.2f} M tok/s")
         pending = encoder.submit(chunks, ends) if chunks else None
+        pending_count = len(chunks)
         chunks, ends, size = [], [], 0
 
     try:
-        for chunk, end in _chunks(source, encoder, options, digest, progress):
+        for index, (chunk, end) in enumerate(_chunks(source, encoder, options, digest, progress)):
+            documents += end
+            if index < skip:  # in the shards already: read again for the content hash only
+                continue
             chunks.append(chunk)
             ends.append(end)
-            documents += end
             size += len(chunk)
             if size >= batch_chars:
                 flush()
@@ -317,7 +324,11 @@ def prepare_corpus(
     if manifest is None:
         _say(f"preparing {spec.data} ({describe(source)}) into {folder}", quiet)
         dtype = token_dtype(tokenizer.get_vocab_size())
-        with ShardWriter(folder, dtype=dtype, shard_tokens=options.shard_tokens) as writer:
+        resume = _key(options.read_bytes, _sizes(options, tokenizer_kind(tokenizer) == "char"))
+        with ShardWriter(folder, dtype=dtype, shard_tokens=options.shard_tokens,
+                         resume_key=resume) as writer:  # fmt: skip
+            if writer.resumed_chunks:
+                _say(f"resuming an interrupted preparation after {writer.total:,} tokens", quiet)
             sha, documents = _encode_all(source, tokenizer, options, writer, quiet=quiet)
             if writer.total == 0 or (documents and writer.total == documents
                                      and tokenizer.token_to_id(EOT) is not None):  # fmt: skip
