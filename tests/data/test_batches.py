@@ -78,6 +78,22 @@ def test_sequential_windows_predict_every_token_once() -> None:
     assert targets == list(range(1, 50))
 
 
+def test_sequential_windows_equal_the_window_by_window_oracle() -> None:
+    for n in (0, 1, 2, 8, 9, 10, 17, 18, 19, 97):
+        tokens = np.arange(n, dtype=np.uint16)
+        got = [(i.tolist(), t.tolist())
+               for i, t in sequential_windows(tokens, block_size=8, batch_size=2)]  # fmt: skip
+        oracle = []  # one window per start, full ones batched in pairs, a short last one alone
+        starts = list(range(0, max(n - 1, 0), 8))
+        full = [s for s in starts if s + 9 <= n]
+        for k in range(0, len(full), 2):
+            rows = [list(range(s, s + 9)) for s in full[k : k + 2]]
+            oracle.append(([r[:-1] for r in rows], [r[1:] for r in rows]))
+        oracle += [([list(range(s, n - 1))], [list(range(s + 1, n))]) for s in starts
+                   if s + 9 > n]  # fmt: skip
+        assert got == oracle, n
+
+
 def test_short_stream_is_refused() -> None:
     import pytest
 

@@ -158,3 +158,55 @@ def test_damaged_shard_is_not_loaded(tmp_path: Path) -> None:
     assert read_manifest(first.folder) is None
     again = prepare_corpus(spec, PrepareOptions(), root=tmp_path / "c", quiet=True)
     assert not again.cache_hit and again.tokens.tolist() == expected
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_killed_preparation_resumes_after_its_last_recorded_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    _corpus(tmp_path / "corpus", n=400)
+    sizes = (
+        f"tokenizer={kind!r}, vocab_size=320, shard_tokens=1000, batch_chars=500, "
+        "chunk_chars=100, read_bytes=64"
+    )
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from qkv.data import shards
+        from qkv.data.prepare_stream import PrepareOptions, prepare_corpus
+        from qkv.data.sources import SourceSpec
+        write = shards.ShardWriter.write
+        def dying_write(self, ids):
+            write(self, ids)
+            if self.total > 5500:  # mid-shard, before this batch is recorded
+                os.kill(os.getpid(), signal.SIGKILL)
+        shards.ShardWriter.write = dying_write
+        prepare_corpus(SourceSpec(data={str(tmp_path / "corpus")!r}), PrepareOptions({sizes}),
+                       root=Path({str(tmp_path / "c")!r}), quiet=True)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    from qkv.data import shards
+
+    written: list[int] = []
+    write = shards.ShardWriter.write
+
+    def counting_write(self: shards.ShardWriter, ids: np.ndarray) -> None:
+        written.append(len(ids))
+        write(self, ids)
+
+    monkeypatch.setattr(shards.ShardWriter, "write", counting_write)
+    spec = SourceSpec(data=str(tmp_path / "corpus"))
+    options = PrepareOptions(tokenizer=kind, vocab_size=320, shard_tokens=1000, batch_chars=500,
+                             chunk_chars=100, read_bytes=64)  # fmt: skip
+    done = prepare_corpus(spec, options, root=tmp_path / "c", quiet=True)
+    texts = [(tmp_path / "corpus" / n).read_text(encoding="utf-8")
+             for n in ("doc0.txt", "doc1.txt", "doc2.txt", "notes.md")]  # fmt: skip
+    assert done.tokens.tolist() == _one_shot(done.tokenizer, texts)  # exact, across the cut
+    assert 0 < sum(written) <= len(done.tokens) - 5000  # resumed: the recorded part not redone
+    prepared = tmp_path / "c" / "prepared"
+    assert [p.name for p in prepared.iterdir()] == [done.folder.name]
+    assert read_manifest(done.folder)["documents"] == 4

@@ -14,6 +14,7 @@ import argparse
 import math
 from typing import Any
 
+from qkv.cli.eval_data import add_data_arguments
 from qkv.cli.vocab import add_strict_vocab_argument
 
 
@@ -25,10 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="evaluate a trained model on a text",
         description="Cross-entropy loss, perplexity and bits per character (char tokenizer) or "
         "per byte (BPE) of a causal language model (a `qkv train` checkpoint, a Hugging Face "
-        "folder or a hub id) on a UTF-8 text file or folder.",
+        "folder or a hub id) on what `qkv train --data` reads (text, folder, JSONL, Parquet, "
+        "datasets), streamed into cached token shards with the model's tokenizer.",
     )
     add_model_arguments(parser)
-    parser.add_argument("--data", required=True, help="UTF-8 text file or folder of .txt files")
+    add_data_arguments(parser)
     parser.add_argument(
         "--split",
         choices=("all", "train", "val"),
@@ -68,15 +70,35 @@ def token_bytes(backend: Any) -> list[int]:
     return sizes
 
 
-def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, device: str):
-    """(total nats, predicted token ids (N,)) of a causal LM over ``tokens``."""
+def unit_sizes(tokenizer: Any) -> list[int]:
+    """Characters (char tokenizer) or UTF-8 bytes (BPE) each token id stands for: the
+    denominators of bits per character / byte. Special tokens (end-of-text) stand for none,
+    except a char tokenizer's [UNK], which stands for one character."""
+    if _char_level(tokenizer):
+        specials = {t.content for t in tokenizer.get_added_tokens_decoder().values()}
+        unk = tokenizer.special_tokens.get("unk")
+        return [0 if (token := tokenizer.id_to_token(i)) in specials and token != unk else 1
+                for i in range(tokenizer.get_vocab_size())]  # fmt: skip
+    return token_bytes(tokenizer.backend)
+
+
+def _char_level(tokenizer: Any) -> bool:
+    import json
+
+    return json.loads(tokenizer.to_str())["model"]["type"] == "WordLevel"
+
+
+def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, device: str,
+                  sizes: list[int] | None = None) -> tuple[float, int, int]:  # fmt: skip
+    """(total nats, tokens predicted, units predicted) of a causal LM over ``tokens`` (any
+    length: windows are read from it batch by batch); ``sizes``: units per token id."""
     import torch
     import torch.nn.functional as F
 
     from qkv.data.batches import sequential_windows
 
-    total = 0.0
-    targets_seen = []
+    total, predicted, units = 0.0, 0, 0
+    table = torch.tensor(sizes or [1] * model.config.vocab_size, dtype=torch.int64)  # (V,)
     with torch.inference_mode():
         for inputs, targets in sequential_windows(
             tokens, block_size=block_size, batch_size=batch_size
@@ -87,25 +109,17 @@ def evaluate_text(model: Any, tokens: Any, *, block_size: int, batch_size: int, 
                 reduction="sum",
             )  # fmt: skip
             total += float(nats)
-            targets_seen.append(targets.reshape(-1))
-    return total, torch.cat(targets_seen)
-
-
-def _unknown_tokens(tokenizer: Any, tokens: Any) -> int:
-    """How many of ``tokens`` (the text's ids) are the tokenizer's unknown token."""
-    import numpy as np
-
-    unk = tokenizer.token_id("unk")
-    return 0 if unk is None else int(np.count_nonzero(np.asarray(tokens) == unk))
+            predicted += targets.numel()
+            units += int(table[targets.reshape(-1)].sum())
+    return total, predicted, units
 
 
 def run(args: argparse.Namespace) -> int:
-    from qkv.cli.checks import device, eval_fits_memory, input_path
+    from qkv.cli.checks import device, eval_fits_memory
+    from qkv.cli.eval_data import count_unknown, is_records, prepared_tokens, warn_unknown
     from qkv.cli.main import CliError
     from qkv.cli.model_args import model_name, open_language_model
-    from qkv.cli.vocab import check_vocabulary
-    from qkv.data.corpus import read_corpus, split_point
-    from qkv.data.token_cache import cached_tokens
+    from qkv.data.corpus import split_point
     from qkv.training.metrics import perplexity
 
     if args.batch_size < 1:
@@ -115,43 +129,34 @@ def run(args: argparse.Namespace) -> int:
     args.device = device(args.device)
     lm = open_language_model(model_name(args), args.revision, device=args.device, command="eval")
     model, tokenizer, directory = lm.model, lm.tokenizer, lm.directory
-    from qkv.data.records import is_records_file
-
-    if is_records_file(args.data):  # instruction / chat records: the completion tokens
+    if not args.data.startswith("hf:") and is_records(args.data):  # completions only
         from qkv.cli.eval_records import evaluate_records
 
         return evaluate_records(args, model, tokenizer, directory)
-    corpus = read_corpus(input_path(args.data, "--data"))
-    tokens = cached_tokens(corpus.text, corpus.sha256, tokenizer)
+    prepared = prepared_tokens(args, tokenizer)
+    tokens = prepared.tokens
     cut = split_point(len(tokens), args.val_fraction)
-    tokens = {"all": tokens, "train": tokens[:cut], "val": tokens[cut:]}[args.split]
+    tokens = {"all": tokens, "train": tokens.view(0, cut),
+              "val": tokens.view(cut, len(tokens))}[args.split]  # fmt: skip
     if len(tokens) < 2:
         raise CliError(f"{args.data} ({args.split}) has {len(tokens)} tokens; need at least 2")
-    unknown = _unknown_tokens(tokenizer, tokens)
-    if unknown:  # only then read the text again for the examples
-        check_vocabulary(
-            tokenizer, corpus.text, strict=args.strict_vocab, what=f"--data {args.data}"
-        )
+    unknown = count_unknown(tokenizer, tokens)
+    if unknown:
+        warn_unknown(tokenizer, prepared, unknown, len(tokens), strict=args.strict_vocab,
+                     what=f"--data {args.data}")  # fmt: skip
     eval_fits_memory(
         len(tokens), block_size=model.config.n_positions, batch_size=args.batch_size,
         vocab_size=model.config.vocab_size, device=args.device,
     )  # fmt: skip
-    total, targets = evaluate_text(
+    unit = "character" if _char_level(tokenizer) else "byte"
+    total, predicted, units = evaluate_text(
         model, tokens, block_size=model.config.n_positions, batch_size=args.batch_size,
-        device=args.device,
+        device=args.device, sizes=unit_sizes(tokenizer),
     )  # fmt: skip
-    loss = total / len(targets)
-    sizes = token_bytes(tokenizer)
-    import json
-
-    char_level = json.loads(tokenizer.to_str())["model"]["type"] == "WordLevel"
-    if char_level:
-        units, unit = len(targets), "character"
-    else:
-        units, unit = sum(sizes[i] for i in targets.tolist()), "byte"
+    loss = total / predicted
     rows = [
         ("checkpoint", str(directory)),
-        ("data", f"{corpus.source} ({args.split}, {len(targets):,} tokens predicted)"),
+        ("data", f"{args.data} ({args.split}, {predicted:,} tokens predicted)"),
         ("loss", f"{loss:.4f} nats/token"),
         ("perplexity", f"{perplexity(loss):.3f}"),
         (f"bits/{unit}", f"{total / max(units, 1) / math.log(2):.4f}"),

@@ -20,12 +20,16 @@ def add_strict_vocab_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_vocabulary(tokenizer: Any, text: str, *, strict: bool, what: str) -> Any:
+def check_vocabulary(
+    tokenizer: Any, text: str, *, strict: bool, what: str, report: Any = None
+) -> Any:
     """Warn (or with ``strict`` refuse) when ``text`` has unknown tokens; returns the report.
 
-    ``what`` names the text in the message (``--prompt``, ``--data corpus.txt``, ...).
+    ``what`` names the text in the message (``--prompt``, ``--data corpus.txt``, ...);
+    ``report``: an :class:`~qkv.data.unknown.UnknownReport` made already (then ``text`` is
+    not read), e.g. counted over a corpus too big to hold.
     """
-    report = tokenizer.unknown_report(text)
+    report = tokenizer.unknown_report(text) if report is None else report
     if report.count:
         message = f"{what}: {report.describe()}"
         if strict:

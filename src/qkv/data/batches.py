@@ -160,12 +160,13 @@ def sequential_windows(
     ``block_size`` as (inputs (B, T), targets (B, T)); the last window is shorter if needed
     and comes alone in its batch."""
     n = len(tokens)
-    starts = list(range(0, max(n - 1, 0), block_size))
-    full = [s for s in starts if s + block_size + 1 <= n]
-    for i in range(0, len(full), batch_size):
-        rows = windows(tokens, torch.tensor(full[i : i + batch_size]), block_size + 1)
+    span = block_size + 1
+    # Starts are ranges, never lists: a corpus of 2 G tokens has 62 M windows of 32.
+    n_full = (n - span) // block_size + 1 if n >= span else 0  # starts s with s + span <= n
+    for first in range(0, n_full, batch_size):
+        starts = torch.arange(first, min(first + batch_size, n_full)) * block_size  # (B,)
+        rows = windows(tokens, starts, span)  # (B, T + 1)
         yield rows[:, :-1], rows[:, 1:]
-    rest = [s for s in starts if s + block_size + 1 > n]
-    for s in rest:
+    for s in range(n_full * block_size, max(n - 1, 0), block_size):  # the shorter last window
         row = torch.from_numpy(np.asarray(tokens[s:n], dtype=np.int64))[None]  # (1, n - s)
         yield row[:, :-1], row[:, 1:]

@@ -38,8 +38,15 @@ from qkv.data.tokenizer import Tokenizer
 from qkv.data.tokenizers import UNK, tokenizer_kind
 
 EOT = "<|endoftext|>"
-CHUNK_CHARS = 1 << 18  # characters per encoded chunk
-BATCH_CHARS = 1 << 22  # characters per batch handed to the encoder
+CHUNK_CHARS = 1 << 18  # characters per encoded chunk (char tokenizer)
+BATCH_CHARS = 1 << 22  # characters per batch handed to the encoder (char tokenizer)
+# tokenizers' batch encoder holds ~400 bytes per character of a batch while it works (the
+# normalized strings' alignments, the pre-token splits, the Encodings): 4 Mi characters peaked
+# at 783 MB, 512 Ki at 456 MB (235 MB of it imports), at the same speed (2026-12-02, 16 MB).
+# 16 chunks a batch keep both cores busy.
+BPE_CHUNK_CHARS = 1 << 15
+BPE_BATCH_CHARS = 1 << 19
+SAMPLE_PIECE_CHARS = 1 << 16  # BPE training: sequences the trainer pre-tokenizes at a time
 MAX_CARRY = 1 << 24  # characters kept waiting for a safe cut before cutting anyway
 LAYOUT = "qkv-prepared-2"  # bump when the token stream's rules change
 
@@ -55,8 +62,8 @@ class PrepareOptions:
     bpe_sample_mb: int = 256
     shard_tokens: int = SHARD_TOKENS
     read_bytes: int = READ_BYTES
-    chunk_chars: int = CHUNK_CHARS
-    batch_chars: int = BATCH_CHARS
+    chunk_chars: int | None = None  # default: CHUNK_CHARS (char), BPE_CHUNK_CHARS (bpe)
+    batch_chars: int | None = None  # default: BATCH_CHARS (char), BPE_BATCH_CHARS (bpe)
 
     def __post_init__(self) -> None:
         if self.tokenizer not in ("char", "bpe"):
@@ -64,6 +71,8 @@ class PrepareOptions:
         for name in ("vocab_size", "bpe_sample_mb", "shard_tokens", "read_bytes",
                      "chunk_chars", "batch_chars"):  # fmt: skip
             value = getattr(self, name)
+            if value is None and name in ("chunk_chars", "batch_chars"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"PrepareOptions.{name} must be a positive int, got {value!r}")
 
@@ -96,11 +105,14 @@ def _say(message: str, quiet: bool) -> None:
 
 
 def _sample_pieces(source: Source, limit: int, read_bytes: int) -> Iterator[str]:
-    """Text pieces from the start of the corpus, about ``limit`` bytes in all."""
+    """Text pieces from the start of the corpus, about ``limit`` characters in all, in slices
+    of :data:`SAMPLE_PIECE_CHARS` (the trainer's memory per sequence grows with its length;
+    reads already cut the text anywhere, so slices change the word counts by a few words)."""
     seen = 0
     for document in source.documents(read_bytes=read_bytes):
         for piece in document:
-            yield piece
+            for start in range(0, len(piece), SAMPLE_PIECE_CHARS):
+                yield piece[start : start + SAMPLE_PIECE_CHARS]
             seen += len(piece)
             if seen >= limit:
                 return
@@ -187,11 +199,18 @@ class _Encoder:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
 
 
+def _sizes(options: PrepareOptions, char: bool) -> tuple[int, int]:
+    """(chunk, batch) characters for the tokenizer kind, unless ``options`` sets them."""
+    chunk = options.chunk_chars or (CHUNK_CHARS if char else BPE_CHUNK_CHARS)
+    return chunk, options.batch_chars or (BATCH_CHARS if char else BPE_BATCH_CHARS)
+
+
 def _chunks(source: Source, encoder: _Encoder, options: PrepareOptions,
             digest: Any, progress: Any) -> Iterator[tuple[str, bool]]:  # fmt: skip
     """(chunk, ends a document) pairs of the whole corpus; updates the content hash (old rule:
     folder documents joined by newlines) and the progress bar in bytes."""
     newline_join = encoder.eot is None and source.joins_with_newline
+    chunk_chars = _sizes(options, encoder.char)[0]
     for document in source.documents(read_bytes=options.read_bytes):
         carry, last = "", ""
         for piece in document:
@@ -200,7 +219,7 @@ def _chunks(source: Source, encoder: _Encoder, options: PrepareOptions,
             progress.update(len(data))
             last = piece[-1] if piece else last
             carry += piece
-            while len(carry) >= options.chunk_chars:
+            while len(carry) >= chunk_chars:
                 cut = len(carry) if encoder.char else _safe_cut(carry)
                 if cut == 0 and len(carry) < MAX_CARRY:
                     break
@@ -221,6 +240,7 @@ def _encode_all(source: Source, tokenizer: Tokenizer, options: PrepareOptions,
     from tqdm import tqdm
 
     encoder = _Encoder(tokenizer)
+    batch_chars = _sizes(options, encoder.char)[1]
     digest = hashlib.sha256()
     documents = 0
     progress = tqdm(
@@ -233,26 +253,33 @@ def _encode_all(source: Source, tokenizer: Tokenizer, options: PrepareOptions,
         smoothing=0.1,
     )
     pending: Future[np.ndarray] | None = None
+    pending_count = 0  # chunks in the pending batch
     chunks: list[str] = []
     ends: list[bool] = []
     size = 0
+    done = skip = writer.resumed_chunks  # chunks in the shards (a resumed run's come first)
 
     def flush() -> None:
-        nonlocal pending, chunks, ends, size
+        nonlocal pending, pending_count, chunks, ends, size, done
         if pending is not None:
             writer.write(pending.result())
+            done += pending_count
+            writer.checkpoint(done)
             rate = writer.total / max(progress.format_dict["elapsed"], 1e-9)
             progress.set_postfix_str(f"{writer.total / 1e6:.1f} M tokens, {rate / 1e6:.2f} M tok/s")
         pending = encoder.submit(chunks, ends) if chunks else None
+        pending_count = len(chunks)
         chunks, ends, size = [], [], 0
 
     try:
-        for chunk, end in _chunks(source, encoder, options, digest, progress):
+        for index, (chunk, end) in enumerate(_chunks(source, encoder, options, digest, progress)):
+            documents += end
+            if index < skip:  # in the shards already: read again for the content hash only
+                continue
             chunks.append(chunk)
             ends.append(end)
-            documents += end
             size += len(chunk)
-            if size >= options.batch_chars:
+            if size >= batch_chars:
                 flush()
         flush()
         flush()
@@ -297,7 +324,11 @@ def prepare_corpus(
     if manifest is None:
         _say(f"preparing {spec.data} ({describe(source)}) into {folder}", quiet)
         dtype = token_dtype(tokenizer.get_vocab_size())
-        with ShardWriter(folder, dtype=dtype, shard_tokens=options.shard_tokens) as writer:
+        resume = _key(options.read_bytes, _sizes(options, tokenizer_kind(tokenizer) == "char"))
+        with ShardWriter(folder, dtype=dtype, shard_tokens=options.shard_tokens,
+                         resume_key=resume) as writer:  # fmt: skip
+            if writer.resumed_chunks:
+                _say(f"resuming an interrupted preparation after {writer.total:,} tokens", quiet)
             sha, documents = _encode_all(source, tokenizer, options, writer, quiet=quiet)
             if writer.total == 0 or (documents and writer.total == documents
                                      and tokenizer.token_to_id(EOT) is not None):  # fmt: skip

@@ -5,7 +5,10 @@ uint16 or uint32 ids, :data:`SHARD_TOKENS` each but the last) and ``manifest.jso
 source fingerprint, tokenizer hash, token and document counts, shard sizes). The folder is
 filled under a temporary name (``.<key>.<random>.tmp``) and renamed into place whole after the
 manifest is written (:func:`qkv.atomic.replace_dir_atomic`): a preparation killed at any point
-leaves only a temporary folder, which never loads and is removed by the next preparation.
+leaves only a temporary folder, which never loads. Its ``progress.json`` (rewritten after each
+batch, once the shards are flushed) records how many chunks are in the shards; the next
+preparation with the same ``resume_key`` (the chunking options) adopts the folder, cuts the
+shards back to that count and goes on from the next chunk; other leftovers are removed.
 
 :class:`ShardedTokens` presents the shards as one array of N ids: ``len``, and a slice
 ``tokens[a:b]`` copies only those ids out of the memmaps; ``view(a, b)`` is a window without
@@ -14,6 +17,7 @@ copying (the train / validation splits). No process holds the corpus in memory.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -26,6 +30,7 @@ from qkv.atomic import read_json, replace_dir_atomic, write_json_atomic
 
 SHARD_TOKENS = 1 << 26  # 64 Mi ids per shard: 128 MiB as uint16
 MANIFEST = "manifest.json"
+PROGRESS = "progress.json"
 FORMAT = 1
 
 
@@ -43,18 +48,75 @@ class ShardWriter:
     manifest and moves the folder to ``final``. Use as a context manager: leaving it with an
     exception removes the temporary folder."""
 
-    def __init__(self, final: Path, *, dtype: np.dtype, shard_tokens: int = SHARD_TOKENS) -> None:
+    def __init__(self, final: Path, *, dtype: np.dtype, shard_tokens: int = SHARD_TOKENS,
+                 resume_key: str | None = None) -> None:  # fmt: skip
         final.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(final)
         self.final = final
         self.dtype = np.dtype(dtype)
         self.shard_tokens = shard_tokens
-        self.folder = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
-        self.folder.mkdir()
-        (self.folder / "pid").write_text(str(os.getpid()))
+        self.resume_key = resume_key
         self.sizes: list[int] = []
         self._handle: Any = None
         self.total = 0
+        self.resumed_chunks = 0  # chunks already in the adopted shards (0: a fresh start)
+        adopted = self._adopt() if resume_key is not None else None
+        remove_stale_temporaries(final)
+        if adopted is None:
+            self.folder = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+            self.folder.mkdir()
+            (self.folder / "pid").write_text(str(os.getpid()))
+
+    def _adopt(self) -> Path | None:
+        """Take over a killed preparation's folder with this ``resume_key``, if there is one."""
+        for tmp in sorted(self.final.parent.glob(f".{self.final.name}.*.tmp")):
+            try:
+                pid = int((tmp / "pid").read_text())
+                progress = read_json(tmp / PROGRESS)
+            except (OSError, ValueError):
+                continue
+            if _pid_alive(pid) or progress.get("resume_key") != self.resume_key:
+                continue
+            sizes = [int(n) for n in progress["sizes"]]
+            if (
+                progress.get("shard_tokens") != self.shard_tokens
+                or progress.get("dtype") != self.dtype.name
+            ):
+                continue
+            try:  # os.truncate would extend a shorter file with zeros: never resume on one
+                if any((tmp / shard_name(i)).stat().st_size < n * self.dtype.itemsize
+                       for i, n in enumerate(sizes)):  # fmt: skip
+                    continue
+                for index, tokens in enumerate(sizes):
+                    os.truncate(tmp / shard_name(index), tokens * self.dtype.itemsize)
+            except OSError:  # a shard is missing: start afresh
+                continue
+            for extra in tmp.glob("shard-*.bin"):
+                if int(extra.stem.split("-")[1]) >= len(sizes):
+                    extra.unlink()
+            (tmp / "pid").write_text(str(os.getpid()))
+            self.folder, self.sizes, self.total = tmp, sizes, sum(sizes)
+            self.resumed_chunks = int(progress["chunks"])
+            if sizes:
+                self._handle = open(tmp / shard_name(len(sizes) - 1), "ab")  # noqa: SIM115
+            return tmp
+        return None
+
+    def checkpoint(self, chunks: int) -> None:
+        """Record that the shards hold the ids of the first ``chunks`` chunks (flushed first,
+        so a killed process leaves at least what it recorded)."""
+        if self.resume_key is None:
+            return
+        if self._handle is not None:
+            self._handle.flush()
+        progress = {
+            "resume_key": self.resume_key, "chunks": chunks, "sizes": self.sizes,
+            "shard_tokens": self.shard_tokens, "dtype": self.dtype.name,
+        }  # fmt: skip
+        # Replaced whole, not fsynced (a batch each): survives a killed process; after a power
+        # cut a shard shorter than recorded makes the next run start afresh instead.
+        scratch = self.folder / (PROGRESS + ".new")
+        scratch.write_text(json.dumps(progress), encoding="utf-8")
+        os.replace(scratch, self.folder / PROGRESS)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -91,6 +153,7 @@ class ShardWriter:
             self._handle.close()
             self._handle = None
         (self.folder / "pid").unlink()
+        (self.folder / PROGRESS).unlink(missing_ok=True)
         full = {
             **manifest,
             "format": FORMAT,
