@@ -138,6 +138,12 @@ def decode(folder: Path, new: int, repeats: int) -> None:
     print(json.dumps(rows))
 
 
+def _page_sample(tensor: torch.Tensor) -> torch.Tensor:
+    """One int16 of every 4 KiB of ``tensor``'s bytes (reading it faults every page in)."""
+    raw = tensor.detach().contiguous().view(-1).view(torch.uint8)
+    return raw[: raw.numel() // 2 * 2].view(torch.int16)[::2048].long()
+
+
 def load(library: str, folder: Path) -> None:
     import qkv.io  # imported before the clock starts, as the peer's modeling module is
 
@@ -154,13 +160,15 @@ def load(library: str, folder: Path) -> None:
         else:
             model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
         seconds = time.perf_counter() - start
-        # Read every weight once, so lazily mapped pages cannot hide memory the model needs.
+        # Read every weight once, so lazily mapped pages cannot hide memory or time.
         unique = {id(p): p for p in model.parameters()}.values()
-        checksum = sum(float(p.detach().sum(dtype=torch.float32)) for p in unique)
+        checksum = sum(int(_page_sample(p).sum()) for p in unique)
+        first_read = time.perf_counter() - start - seconds
     weights = sum(p.numel() * p.element_size() for p in unique)
     peak = max(probe.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    print(json.dumps({"seconds": seconds, "peak": peak - before, "weights": weights,
+    print(json.dumps({"seconds": seconds, "first_read": first_read, "peak": peak - before,
+                      "weights": weights,
                       "dtype": dtype, "checksum": checksum}))  # fmt: skip
 
 
