@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from qkv.generation import decode_layout
-from qkv.generation.decode_layout import _PackedLinear, _packing_works, worth_it
+from qkv.generation.decode_layout import (
+    _PackedLinear,
+    _packing_works,
+    copy_bytes,
+    describe_layout,
+    layout_for,
+    packing_pays,
+    worth_it,
+)
 from qkv.models import GPT, preset
 
 # The module (the package attribute of the same name is the function).
@@ -46,7 +54,49 @@ def test_worth_it_for_float32_and_packable_bfloat16_cpu_models_that_fit():
     assert not worth_it(model, max_bytes=1000)
     assert not worth_it(model.to(torch.float64))
     assert not worth_it(model.to(torch.float16))
-    assert worth_it(model.to(torch.bfloat16)) == _packing_works(torch.bfloat16)
+    packs = _packing_works(torch.bfloat16) and packing_pays()
+    assert worth_it(model.to(torch.bfloat16)) == packs
+
+
+def test_auto_layout_follows_the_cpu_and_the_weight_shape(monkeypatch):
+    wide_out, wide_in = torch.zeros(96, 32), torch.zeros(32, 96)
+    monkeypatch.setattr(layout_module, "packing_pays", lambda: False)  # an AVX2 CPU
+    assert layout_for(wide_out) == "in_out"  # more outputs than inputs: (in, out) streams faster
+    assert layout_for(wide_in) is None  # nn.Linear is faster there
+    assert layout_for(wide_in.bfloat16()) is None  # no bf16 (in, out) copies, ever
+    assert layout_for(wide_in, "in_out") == "in_out"
+    assert layout_for(wide_out.double()) is None
+    expected = "packed" if _packing_works(torch.float32) else None
+    assert layout_for(wide_in, "packed") == expected
+    monkeypatch.setattr(layout_module, "packing_pays", lambda: True)  # AVX-512
+    assert layout_for(wide_in) == (expected or None)
+
+
+def test_copy_bytes_and_description_count_the_chosen_layouts(monkeypatch):
+    monkeypatch.setattr(layout_module, "packing_pays", lambda: False)
+    model = GPT(preset("llama-nano", vocab_size=70))
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    wide = [m for m in linears if m.weight.shape[0] > m.weight.shape[1]]
+    assert 0 < len(wide) < len(linears)
+    assert copy_bytes(model) == sum(m.weight.numel() * 4 for m in wide)
+    assert f"in_out for {len(wide)}" in describe_layout(model)
+    assert f"of {len(linears)} linears" in describe_layout(model)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        copy_bytes(model, "fastest")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="layout must be one of"), decode_layout(model, layout="x"):  # type: ignore[arg-type]
+        pass
+
+
+@pytest.mark.parametrize("layout", ["auto", "in_out", "packed"])
+def test_every_layout_gives_the_usual_outputs(layout, monkeypatch):
+    monkeypatch.setattr(layout_module, "packing_pays", lambda: False)
+    model = GPT(preset("llama-nano", vocab_size=70)).eval()
+    ids = torch.randint(0, 70, (2, 7))
+    with torch.inference_mode():
+        expected = model(ids)
+        with decode_layout(model, layout=layout, keep=True):
+            got = model(ids)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("rows", [1, 5, 64])
@@ -76,6 +126,7 @@ def test_bfloat16_model_outputs_match_within_bf16_rounding():
 
 def test_in_out_fallback_without_onednn(monkeypatch):
     monkeypatch.setattr(layout_module, "_packing_works", lambda dtype: False)
+    monkeypatch.setattr(layout_module, "packing_pays", lambda: True)
     model = GPT(preset("gpt-nano", vocab_size=70)).eval()
     ids = torch.randint(0, 70, (1, 5))
     expected = model(ids)

@@ -10,10 +10,11 @@ so the attention kernel sees just a length-limited view of the cache.
 Two CPU measures make batch-1 decoding about 2x faster than plain PyTorch (measured
 2026-11-24, GPT-2 small, 2 threads; see ``benchmarks/results/models-cpu.md``):
 
-- float32 and bfloat16 models decode with oneDNN-packed copies of their linear weights
-  (``qkv.generation.decode_layout``: the weight matrix-vector products stream ~2x faster;
-  the copies are kept for the next call until a weight changes,
-  ``qkv.generation.release_decode_layout(model)`` frees them);
+- float32 and bfloat16 models decode with copies of their linear weights in the layout
+  measured fastest for the CPU (``qkv.generation.decode_layout``: oneDNN-packed on AVX-512,
+  (in, out) float32 copies of the wider-output matrices on AVX2; the copies are kept for the
+  next call until a weight changes, ``qkv.generation.release_decode_layout(model)`` frees
+  them);
 - a bfloat16 or float16 model keeps its KV cache in float32 on CPU, because PyTorch's CPU
   attention at one query is several times slower in bf16 than in fp32 (78 vs 12 us per call
   at 160 keys). The keys and values are the model's own low-precision numbers, stored
