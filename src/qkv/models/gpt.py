@@ -295,6 +295,11 @@ class GPT(HookedModel, nn.Module):
             need_weights=True,
         )
 
+    def final_hidden(self, input_ids: Tensor, *, attention_mask: Tensor | None = None) -> Tensor:
+        """input_ids (B, T) -> final-normed hidden states (B, T, C): ``lm_head``'s input."""
+        options = dict(position_ids=None, cache=None, last_only=False, need_weights=False)
+        return self._forward(input_ids, attention_mask=attention_mask, head=False, **options)[0]
+
     def _forward(
         self,
         input_ids: Tensor,
@@ -304,6 +309,7 @@ class GPT(HookedModel, nn.Module):
         cache: KVCache | None,
         last_only: bool,
         need_weights: bool,
+        head: bool = True,
     ) -> tuple[Tensor, list[Tensor]]:
         batch, length = self._check_inputs(input_ids, attention_mask, position_ids, cache)
         start = 0 if cache is None else cache.length
@@ -334,9 +340,9 @@ class GPT(HookedModel, nn.Module):
         if cache is not None:
             cache.advance(length)
         x = norm_through_hook(self.transformer["ln_f"], self.hook_ln_final, x)
-        if last_only:
-            x = x[:, -1:]
-        logits = self.lm_head(x)  # (B, T, vocab)
+        if not head:
+            return x, attentions
+        logits = self.lm_head(x[:, -1:] if last_only else x)  # (B, T or 1, vocab)
         if self.config.final_softcap is not None:
             cap = self.config.final_softcap
             logits = torch.tanh(logits / cap) * cap

@@ -28,11 +28,23 @@ if TYPE_CHECKING:
 def loss_of(model: nn.Module, inputs: Tensor, labels: Tensor, masked_lm: bool) -> Tensor:
     """The model's mean loss on a batch: inputs (B, T) with causal-LM targets or masked-LM
     labels (B, T), -100 where a position does not count. The only place a run calls its
-    model, so a change of the models' calling convention is one edit here."""
-    from qkv.models import language_model_loss, masked_lm_loss
+    model, so a change of the models' calling convention is one edit here.
 
-    loss = masked_lm_loss if masked_lm else language_model_loss
-    return loss(model(inputs), labels)
+    A plain (not DDP-wrapped or compiled) GPT without a final softcap, outside autocast,
+    takes :func:`qkv.models.fused_language_model_loss`: the same loss without the (B·T, V)
+    fp32 logits and their gradient in memory (412 MB each at GPT-2's vocabulary, 8 × 256)."""
+    from qkv.models import GPT, fused_language_model_loss, language_model_loss, masked_lm_loss
+
+    if masked_lm:
+        return masked_lm_loss(model(inputs), labels)
+    if (
+        type(model) is GPT
+        and model.config.final_softcap is None
+        and not torch.is_autocast_enabled(inputs.device.type)
+    ):
+        hidden = model.final_hidden(inputs)  # (B, T, C)
+        return fused_language_model_loss(hidden, model.lm_head.weight, labels)
+    return language_model_loss(model(inputs), labels)
 
 
 @dataclass(frozen=True, kw_only=True)
