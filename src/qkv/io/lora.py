@@ -13,7 +13,9 @@ An adapter checkpoint holds ``adapter_config.json`` + ``adapter_model.safetensor
 (:func:`base_sha256`). For GPT-2-family bases the module names are the Hugging Face export's
 (``transformer.h.{i}.attn.c_attn``, Conv1D: ``fan_in_fan_out``), so
 ``peft.PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(export), checkpoint)``
-loads it; other families keep qkv's module names.
+loads it; the other families' adapters are written under their export's names too
+(:mod:`qkv.io.lora_hf`: Llama's ``q_proj`` / ``v_proj``, ...), unless the export joins modules
+adapted separately (said in ``base_model.json``).
 """
 
 from __future__ import annotations
@@ -179,36 +181,47 @@ def _hf_family(model: nn.Module) -> str | None:
 
 
 def save_adapter(model: nn.Module, directory: Path, *, base: str, base_hash: str) -> None:
-    """Write the LoRA adapter of ``model`` (see :func:`apply_lora`) into ``directory``."""
+    """Write the LoRA adapter of ``model`` (see :func:`apply_lora`) into ``directory``, under
+    the Hugging Face export's module names when the family has an export
+    (:mod:`qkv.io.lora_hf`), so ``peft.PeftModel.from_pretrained`` reads it."""
+    from qkv.io import lora_hf
     from qkv.io.files import save_safetensors, write_json_atomic
 
     settings: LoraSettings = model.qkv_lora  # type: ignore[assignment]
     state = adapter_state(model)
     modules = sorted({k[len(_PEFT_PREFIX) :].rsplit(".lora_", 1)[0] for k in state})
     family = _hf_family(model)
+    names, why, written = ("hf" if family == "gpt2" else "qkv"), None, modules
+    if family not in (None, "gpt2"):
+        result = lora_hf.to_hf(model, state, settings.targets)
+        if isinstance(result, str):
+            why = result
+        else:
+            state, written = result
+            names = "hf"
     save_safetensors(state, directory / ADAPTER_WEIGHTS, metadata={"format": "pt"})
     write_json_atomic(
         directory / ADAPTER_CONFIG,
         {
             "peft_type": "LORA",
-            "task_type": "CAUSAL_LM" if family in ("gpt2", "llama") else None,
+            "task_type": "CAUSAL_LM" if family not in (None, "bert") else None,
             "base_model_name_or_path": base,
             "r": settings.r,
             "lora_alpha": settings.alpha,
             "lora_dropout": settings.dropout,
             # block-relative names ("mlp.c_proj"), so attn.c_proj is not caught as well
-            "target_modules": sorted({".".join(m.split(".")[-2:]) for m in modules}),
+            "target_modules": sorted({".".join(m.split(".")[-2:]) for m in written}),
             "fan_in_fan_out": family == "gpt2",  # GPT-2's Conv1D stores (in, out)
             "bias": "none",
             "inference_mode": True,
             "modules_to_save": None,
         },
     )
-    write_json_atomic(
-        directory / BASE_FILE,
-        {"base": base, "sha256": base_hash, "lora_targets": settings.targets,
-         "module_names": "hf" if family == "gpt2" else "qkv", "modules": modules},
-    )  # fmt: skip
+    info = {"base": base, "sha256": base_hash, "lora_targets": settings.targets,
+            "module_names": names, "modules": modules}  # fmt: skip
+    if family not in (None, "gpt2"):
+        info["hf_modules" if why is None else "qkv_names_because"] = written if why is None else why
+    write_json_atomic(directory / BASE_FILE, info)
 
 
 def is_adapter_dir(directory: Path) -> bool:
@@ -253,6 +266,11 @@ def load_adapter_into(model: nn.Module, directory: Path) -> None:
     from safetensors.torch import load_file
 
     state = load_file(str(directory / ADAPTER_WEIGHTS))
+    info = read_base(directory)
+    if "hf_modules" in info:  # written under the export's names (qkv.io.lora_hf)
+        from qkv.io.lora_hf import from_hf
+
+        state = from_hf(model, state, list(info["modules"]))
     stripped = {k.removeprefix(_PEFT_PREFIX): v for k, v in state.items()}
     result = set_peft_model_state_dict(model, stripped)
     missing = [k for k in result.missing_keys if "lora_" in k]
